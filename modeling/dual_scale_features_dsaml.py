@@ -1,0 +1,189 @@
+"""Dual-scale feature extractor: a local per-step CNN "adapter" and a global long-context encoder, fused.
+
+Reference: `models/layer/spectrogram_feature_extractor.py` and `feature_fusion.py` of the official code,
+z = Linear(sigmoid(Linear(cnn(x'_step)) + z_global)).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .configuration_dsaml import DSAMLConfig
+
+
+def _mask_steps(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero padded steps of a `[B, S, ...]` tensor so they never leak into valid ones."""
+    if mask is None:
+        return x
+    return x * mask.view(*mask.shape, *([1] * (x.ndim - 2))).to(x.dtype)
+
+
+class LocalSpectrogramCNN(nn.Module):
+    """The official local-scale CNN: each 0.5 s log-mel patch -> `local_feature_size` (476) values."""
+
+    def __init__(self, config: DSAMLConfig):
+        super().__init__()
+        c1, c2 = config.local_cnn_channels
+        self.block1 = nn.Sequential(
+            nn.Conv2d(1, c1, kernel_size=(3, 1), padding=(2, 1)),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.MaxPool2d(2, padding=1),
+        )
+        self.block2 = nn.Sequential(
+            nn.Conv2d(c1, c2, kernel_size=3, padding=1),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
+            nn.MaxPool2d(2, padding=1),
+        )
+        self.to_single_channel = nn.Conv2d(c2, 1, kernel_size=1)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """`[N, frames, mels]` -> `[N, local_feature_size]`."""
+        x = self.block2(self.block1(patches.unsqueeze(1)))
+        return self.to_single_channel(x).flatten(1)
+
+
+class TemporalContextCNN(nn.Module):
+    """Default global scale: a trainable dilated CNN over per-step spectral summaries.
+
+    The receptive field is 1 + (kernel - 1) * sum(dilations) steps (61 steps = 30.5 s by default), the same
+    long context the paper takes from frozen ImageBind embeddings of 30 s windows, but trainable and offline.
+    """
+
+    def __init__(self, config: DSAMLConfig, input_size: int):
+        super().__init__()
+        channels = config.global_cnn_channels
+        self.input_norm = nn.LayerNorm(input_size)
+        self.input_proj = nn.Linear(input_size, channels)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(channels, channels, config.global_cnn_kernel_size, dilation=d,
+                      padding=d * (config.global_cnn_kernel_size - 1) // 2)
+            for d in config.global_cnn_dilations
+        )
+        self.output_proj = nn.Linear(channels, config.hidden_size)
+
+    def forward(self, step_features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """`[B, S, input_size]` -> `[B, S, hidden]`."""
+        x = _mask_steps(self.input_proj(self.input_norm(step_features)), mask).transpose(1, 2)
+        conv_mask = None if mask is None else mask.unsqueeze(1).to(x.dtype)
+        for conv in self.convs:
+            x = x + F.gelu(conv(x))  # residual keeps the step's own content next to its context
+            if conv_mask is not None:
+                x = x * conv_mask
+        return self.output_proj(x.transpose(1, 2))
+
+
+class PretrainedContextEncoder(nn.Module):
+    """Optional global scale: a FROZEN transformers audio encoder (wav2vec2, HuBERT, WavLM, data2vec-audio, ...)
+    embedding a `global_context_seconds` window centred on every `global_encoder_stride_steps`-th step, as the
+    paper does with ImageBind. Its weights are saved with the DSAML checkpoint, so loading needs no other repo."""
+
+    def __init__(self, config: DSAMLConfig):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel
+
+        encoder_config = dict(config.global_encoder_config)
+        encoder_config = AutoConfig.for_model(encoder_config.pop("model_type"), **encoder_config)
+        self.encoder = AutoModel.from_config(encoder_config)
+        self.encoder.requires_grad_(False)
+        self.projection = nn.Linear(encoder_config.hidden_size, config.hidden_size)
+        self.sampling_rate = config.sampling_rate
+        self.encoder_rate = config.global_encoder_sampling_rate
+        self.step_seconds = config.step_seconds
+        self.context_seconds = config.global_context_seconds
+        self.stride = config.global_encoder_stride_steps
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # frozen: dropout off and normalisation statistics fixed, also during training
+        return self
+
+    @torch.no_grad()
+    def embed(self, waveform: torch.Tensor, num_steps: int) -> torch.Tensor:
+        """`[B, samples]` at the model rate -> `[B, num_steps, encoder_hidden]`."""
+        import torchaudio
+
+        wave = torchaudio.functional.resample(waveform.float(), self.sampling_rate, self.encoder_rate)
+        context = int(round(self.context_seconds * self.encoder_rate))
+        half = context // 2
+        wave = F.pad(wave, (half, context - half))  # zero context beyond the song's ends
+        centres = torch.arange(0, num_steps, self.stride, device=wave.device)
+        starts = ((centres.float() + 0.5) * self.step_seconds * self.encoder_rate).long()
+        windows = torch.stack([wave[:, s : s + context] for s in starts.tolist()], dim=1)  # [B, W, context]
+        flat = windows.flatten(0, 1)
+        flat = (flat - flat.mean(-1, keepdim=True)) / torch.sqrt(flat.var(-1, keepdim=True) + 1e-7)
+        hidden = self.encoder(input_values=flat.to(next(self.encoder.parameters()).dtype)).last_hidden_state
+        embeddings = hidden.mean(dim=1).view(wave.shape[0], len(starts), -1)
+        return embeddings.repeat_interleave(self.stride, dim=1)[:, :num_steps]
+
+    def forward(self, waveform: torch.Tensor, num_steps: int) -> torch.Tensor:
+        return self.projection(self.embed(waveform, num_steps).to(self.projection.weight.dtype))
+
+
+class DualScaleFeatureExtractor(nn.Module):
+    """Local (per-step) and global (long-context) features, fused: z = fuse(sigmoid(local + global))."""
+
+    def __init__(self, config: DSAMLConfig):
+        super().__init__()
+        self.config = config
+        if config.input_type == "log_mel":
+            self.local_cnn = LocalSpectrogramCNN(config)
+            local_size = config.local_feature_size
+            summary_size = 2 * config.num_mel_bins  # per-step mean and std of each mel band
+        else:
+            self.local_cnn = None
+            local_size = summary_size = config.frame_feature_size
+        self.local_projection = nn.Linear(local_size, config.hidden_size)
+        if config.global_encoder == "temporal_cnn":
+            self.global_encoder = TemporalContextCNN(config, summary_size)
+        elif config.global_encoder == "pretrained":
+            self.global_encoder = PretrainedContextEncoder(config)
+        else:
+            self.global_encoder = None
+        self.fusion_projection = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def local_features(self, input_features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if self.local_cnn is None:
+            return self.local_projection(input_features)
+        batch, steps = input_features.shape[:2]
+        if mask is None:
+            flat = self.local_cnn(input_features.flatten(0, 1))
+            return self.local_projection(flat.view(batch, steps, -1))
+        # run the CNN on real steps only: padding must not enter BatchNorm statistics
+        valid = mask.bool()
+        out = input_features.new_zeros(batch, steps, self.local_projection.in_features)
+        out[valid] = self.local_cnn(input_features[valid])
+        return self.local_projection(out)
+
+    def global_features(
+        self, input_features: torch.Tensor, mask: torch.Tensor | None, global_input_values: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        if self.global_encoder is None:
+            return None
+        if isinstance(self.global_encoder, PretrainedContextEncoder):
+            if global_input_values is None:
+                raise ValueError(
+                    "this model's global encoder is a pretrained audio encoder: pass `global_input_values` "
+                    "(the feature extractor returns them when return_global_waveform=True)"
+                )
+            return self.global_encoder(global_input_values, input_features.shape[1])
+        if self.local_cnn is not None:
+            summary = torch.cat([input_features.mean(dim=2), input_features.std(dim=2)], dim=-1)
+        else:
+            summary = input_features
+        return self.global_encoder(summary, mask)
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        global_input_values: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        z = self.local_features(input_features, mask)
+        z_global = self.global_features(input_features, mask, global_input_values)
+        if z_global is not None:
+            z = z + z_global
+        return _mask_steps(self.fusion_projection(torch.sigmoid(z)), mask)

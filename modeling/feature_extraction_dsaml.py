@@ -1,0 +1,189 @@
+"""Waveforms -> per-step log-mel patches (the DSAML input preprocessor).
+
+Each 0.5 s step of audio at 44.1 kHz is turned into its own log-mel spectrogram (n_fft = win = 2646, hop 441,
+128 mels, centred frames) -> 51 x 128, exactly as the reference code computes it segment by segment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torchaudio
+from transformers import BatchFeature, SequenceFeatureExtractor
+
+
+class DSAMLFeatureExtractor(SequenceFeatureExtractor):
+    r"""
+    Turns raw mono waveforms (any sample rate: they are resampled with torchaudio) into
+
+    - `input_features`: `[batch, steps, frames_per_step, num_mel_bins]` log-mel patches, one per `step_seconds`;
+    - `attention_mask`: `[batch, steps]`, 1 for real steps, 0 for padding (songs of different lengths);
+    - `global_input_values` (only with `return_global_waveform=True`, for a frozen pretrained global encoder):
+      `[batch, steps * samples_per_step]` waveforms at `sampling_rate`.
+
+    Only complete steps are kept: a song of 30.3 s gives 60 steps. Audio shorter than one step, empty, non-finite
+    or entirely silent raises a `ValueError` naming the offending input.
+    """
+
+    model_input_names = ["input_features", "attention_mask"]
+
+    def __init__(
+        self,
+        feature_size: int = 128,
+        sampling_rate: int = 44100,
+        padding_value: float = 0.0,
+        step_seconds: float = 0.5,
+        n_fft: int = 2646,
+        win_length: int = 2646,
+        hop_length: int = 441,
+        log_mel_eps: float = 1e-6,
+        silence_threshold: float = 1e-5,
+        return_global_waveform: bool = False,
+        **kwargs,
+    ):
+        kwargs.setdefault("return_attention_mask", True)
+        super().__init__(feature_size=feature_size, sampling_rate=sampling_rate, padding_value=padding_value, **kwargs)
+        self.step_seconds = step_seconds
+        self.n_fft = n_fft
+        self.win_length = win_length
+        self.hop_length = hop_length
+        self.log_mel_eps = log_mel_eps
+        self.silence_threshold = silence_threshold
+        self.return_global_waveform = return_global_waveform
+        self._mel = None  # built lazily: transforms are not serialisable config
+
+    @classmethod
+    def from_model_config(cls, config, **kwargs) -> DSAMLFeatureExtractor:
+        """The feature extractor matching a `DSAMLConfig`."""
+        return cls(
+            feature_size=config.num_mel_bins,
+            sampling_rate=config.sampling_rate,
+            step_seconds=config.step_seconds,
+            n_fft=config.n_fft,
+            win_length=config.win_length,
+            hop_length=config.hop_length,
+            log_mel_eps=config.log_mel_eps,
+            return_global_waveform=config.global_encoder == "pretrained",
+            **kwargs,
+        )
+
+    @property
+    def samples_per_step(self) -> int:
+        return int(round(self.sampling_rate * self.step_seconds))
+
+    def to_dict(self):
+        output = super().to_dict()
+        output.pop("_mel", None)
+        return output
+
+    def _mel_transform(self) -> torchaudio.transforms.MelSpectrogram:
+        if self._mel is None:
+            self._mel = torchaudio.transforms.MelSpectrogram(
+                sample_rate=self.sampling_rate,
+                n_fft=self.n_fft,
+                win_length=self.win_length,
+                hop_length=self.hop_length,
+                n_mels=self.feature_size,
+            )
+        return self._mel
+
+    def prepare_waveform(self, audio, sampling_rate: int, name: str = "audio") -> torch.Tensor:
+        """Validate one input and return it as a mono float32 tensor at `self.sampling_rate`."""
+        waveform = torch.as_tensor(np.asarray(audio, dtype=np.float32))
+        if waveform.ndim == 2:
+            # channels-first (C, N); a (N, C) array from soundfile must be transposed by the caller.
+            if waveform.shape[0] > 8:
+                raise ValueError(
+                    f"{name}: 2-D audio must be (channels, samples); got shape {tuple(waveform.shape)}. "
+                    "Transpose (samples, channels) arrays, e.g. soundfile's output, first."
+                )
+            waveform = waveform.mean(dim=0)
+        if waveform.ndim != 1:
+            raise ValueError(f"{name}: expected mono (samples,) or (channels, samples) audio, got shape {tuple(waveform.shape)}")
+        if waveform.numel() == 0:
+            raise ValueError(f"{name}: audio is empty (0 samples)")
+        if not torch.isfinite(waveform).all():
+            raise ValueError(f"{name}: audio contains NaN or infinite samples")
+        if waveform.abs().max() < self.silence_threshold:
+            raise ValueError(f"{name}: audio is silent (peak amplitude below {self.silence_threshold:g})")
+        if sampling_rate != self.sampling_rate:
+            waveform = torchaudio.functional.resample(waveform, int(sampling_rate), self.sampling_rate)
+        if waveform.numel() < self.samples_per_step:
+            seconds = waveform.numel() / self.sampling_rate
+            raise ValueError(f"{name}: audio lasts {seconds:.3f} s, shorter than one {self.step_seconds} s step")
+        return waveform
+
+    def log_mel_patches(self, waveform: torch.Tensor) -> torch.Tensor:
+        """`[samples]` at `self.sampling_rate` -> `[steps, frames_per_step, n_mels]` (each step on its own)."""
+        steps = waveform.numel() // self.samples_per_step
+        segments = waveform[: steps * self.samples_per_step].reshape(steps, self.samples_per_step)
+        mel = self._mel_transform()(segments)  # [steps, n_mels, frames]
+        return torch.log(mel + self.log_mel_eps).transpose(1, 2).contiguous()
+
+    def __call__(
+        self,
+        raw_audio: np.ndarray | torch.Tensor | Sequence,
+        sampling_rate: int | None = None,
+        return_tensors: str | None = "pt",
+        max_steps: int | None = None,
+        names: Sequence[str] | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """
+        Args:
+            raw_audio: one waveform (1-D, or 2-D channels-first) or a list of them.
+            sampling_rate: sample rate of `raw_audio` (required: a wrong rate silently corrupts every feature).
+            return_tensors: "pt" (default) or "np".
+            max_steps: truncate every song to at most this many steps.
+            names: labels for the inputs (file names, song ids) used in error messages.
+        """
+        if sampling_rate is None:
+            raise ValueError(
+                f"DSAMLFeatureExtractor needs sampling_rate= (expected audio at any rate; it is resampled to "
+                f"{self.sampling_rate} Hz)"
+            )
+        if sampling_rate <= 0:
+            raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
+        single = isinstance(raw_audio, (np.ndarray, torch.Tensor)) and np.ndim(raw_audio) == 1
+        batch = [raw_audio] if single else list(raw_audio)
+        if len(batch) == 0:
+            raise ValueError("DSAMLFeatureExtractor got an empty batch")
+        names = list(names) if names is not None else [f"input {i}" for i in range(len(batch))]
+        if len(names) != len(batch):
+            raise ValueError(f"got {len(names)} names for {len(batch)} inputs")
+
+        waveforms = [self.prepare_waveform(audio, sampling_rate, name) for audio, name in zip(batch, names)]
+        patches = [self.log_mel_patches(w) for w in waveforms]
+        if max_steps is not None:
+            patches = [p[:max_steps] for p in patches]
+        lengths = [p.shape[0] for p in patches]
+        longest = max(lengths)
+        features = torch.full((len(patches), longest, *patches[0].shape[1:]), float(self.padding_value))
+        mask = torch.zeros(len(patches), longest, dtype=torch.long)
+        for i, p in enumerate(patches):
+            features[i, : p.shape[0]] = p
+            mask[i, : p.shape[0]] = 1
+        data = {"input_features": features, "attention_mask": mask}
+        if self.return_global_waveform:
+            samples = longest * self.samples_per_step
+            wave = torch.zeros(len(waveforms), samples)
+            for i, (w, n) in enumerate(zip(waveforms, lengths)):
+                wave[i, : n * self.samples_per_step] = w[: n * self.samples_per_step]
+            data["global_input_values"] = wave
+        if return_tensors == "np":
+            data = {k: v.numpy() for k, v in data.items()}
+        elif return_tensors not in ("pt", None):
+            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        return BatchFeature(data=data, tensor_type=None)
+
+    def num_steps(self, num_samples: int, sampling_rate: int) -> int:
+        """Steps a waveform of `num_samples` at `sampling_rate` yields (after resampling)."""
+        return math.floor(num_samples * self.sampling_rate / sampling_rate) // self.samples_per_step
+
+
+__all__ = ["DSAMLFeatureExtractor"]
+
+DSAMLFeatureExtractor.register_for_auto_class("AutoFeatureExtractor")

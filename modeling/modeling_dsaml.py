@@ -1,0 +1,295 @@
+"""DSAML: Dual-Scale Attention-Based Meta-Learning for personalized dynamic music emotion recognition.
+
+Pipeline (paper Fig. 2): per-step log-mel patches -> dual-scale feature extractor -> dual-scale attention
+transformer (one shared encoder, local and global band masks) -> BiLSTM sequence predictor -> (arousal, valence)
+at 2 Hz. Meta-learning lives in the `dsaml` library; this file only defines the network and its losses, so it
+can travel to the Hub as remote code (torch / transformers imports only, relative imports between files).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_dsaml import LABEL_NAMES, DSAMLConfig
+from .dual_scale_attention_dsaml import DualScaleAttentionTransformer
+from .dual_scale_features_dsaml import DualScaleFeatureExtractor, PretrainedContextEncoder
+from .losses_dsaml import diagonal_attention_loss, emotion_loss
+
+
+@dataclass
+class DSAMLModelOutput(ModelOutput):
+    """
+    last_hidden_state (`[B, S, hidden]`): the dual-scale attention output sigmoid(local + global).
+    fused_features (`[B, S, hidden]`): the dual-scale feature extractor output (transformer input).
+    attentions (tuple of `[B, heads, S, S]`): local-pass layers first, then global-pass layers
+        (returned with `output_attentions=True`).
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    fused_features: torch.FloatTensor | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+@dataclass
+class DSAMLEmotionOutput(ModelOutput):
+    """
+    loss (scalar, with `labels`): emotion loss + diagonal_loss_weight * diagonal attention loss.
+    logits (`[B, S, 2]`): per-step predictions, channel 0 = arousal, channel 1 = valence.
+    arousal, valence (`[B, S]`): the two channels of `logits`.
+    emotion_loss, diagonal_loss (scalars, with `labels`): the two parts of `loss`.
+    attentions: as in `DSAMLModelOutput`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    arousal: torch.FloatTensor | None = None
+    valence: torch.FloatTensor | None = None
+    emotion_loss: torch.FloatTensor | None = None
+    diagonal_loss: torch.FloatTensor | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class DSAMLPreTrainedModel(PreTrainedModel):
+    config_class = DSAMLConfig
+    config: DSAMLConfig
+    base_model_prefix = "dsaml"
+    main_input_name = "input_features"
+    supports_gradient_checkpointing = False
+    _no_split_modules = ["DSAMLEncoderLayer"]
+
+    def _init_weights(self, module):
+        if isinstance(module, PretrainedContextEncoder):
+            return  # the frozen encoder keeps the weights it was loaded with
+        super()._init_weights(module)
+
+    def _check_inputs(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+        cfg = self.config
+        expected = (
+            f"[batch, steps, {cfg.frames_per_step}, {cfg.num_mel_bins}]"
+            if cfg.input_type == "log_mel"
+            else f"[batch, steps, {cfg.frame_feature_size}]"
+        )
+        rank = 4 if cfg.input_type == "log_mel" else 3
+        if input_features.ndim != rank:
+            raise ValueError(f"input_features must be {expected}, got shape {tuple(input_features.shape)}")
+        if tuple(input_features.shape[2:]) != tuple(int(x) for x in expected.strip("[]").split(", ")[2:]):
+            raise ValueError(f"input_features must be {expected}, got shape {tuple(input_features.shape)}")
+        if input_features.shape[1] == 0:
+            raise ValueError("input_features has 0 steps")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_features.shape[:2]):
+            raise ValueError(
+                f"attention_mask must be [batch, steps] = {tuple(input_features.shape[:2])}, got {tuple(attention_mask.shape)}"
+            )
+        if not torch.isfinite(input_features).all():
+            raise ValueError("input_features contain NaN or infinite values")
+
+
+class DSAMLModel(DSAMLPreTrainedModel):
+    """Dual-scale feature extractor + dual-scale attention transformer: features -> fused sequence."""
+
+    def __init__(self, config: DSAMLConfig):
+        super().__init__(config)
+        self.features = DualScaleFeatureExtractor(config)
+        self.transformer = DualScaleAttentionTransformer(config)
+        self.post_init()
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        global_input_values: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DSAMLModelOutput | tuple:
+        self._check_inputs(input_features, attention_mask)
+        fused = self.features(input_features, attention_mask, global_input_values)
+        hidden, local_maps, global_maps = self.transformer(fused, attention_mask)
+        if attention_mask is not None:
+            hidden = hidden * attention_mask.unsqueeze(-1).to(hidden.dtype)
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output = DSAMLModelOutput(
+            last_hidden_state=hidden,
+            fused_features=fused,
+            attentions=tuple(local_maps + global_maps) if output_attentions else None,
+        )
+        output._local_maps, output._global_maps = local_maps, global_maps  # for the diagonal loss, not returned
+        return output if return_dict is not False else output.to_tuple()
+
+
+class EmotionPredictor(nn.Module):
+    """BiLSTM(lstm_hidden per direction) -> Linear -> Dropout -> Linear(2); linear output, as in the reference."""
+
+    def __init__(self, config: DSAMLConfig):
+        super().__init__()
+        self.lstm = nn.LSTM(config.hidden_size, config.lstm_hidden_size, batch_first=True, bidirectional=True)
+        self.dense = nn.Linear(2 * config.lstm_hidden_size, config.predictor_hidden_size)
+        self.dropout = nn.Dropout(config.predictor_dropout)
+        self.out = nn.Linear(config.predictor_hidden_size, len(LABEL_NAMES))
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        if attention_mask is not None and not bool(attention_mask.all()):
+            # pack so the backward direction starts at each song's real last step, not at its padding
+            lengths = attention_mask.sum(dim=1).clamp_min(1).cpu()
+            packed = nn.utils.rnn.pack_padded_sequence(hidden, lengths, batch_first=True, enforce_sorted=False)
+            sequence, _ = self.lstm(packed)
+            sequence, _ = nn.utils.rnn.pad_packed_sequence(sequence, batch_first=True, total_length=hidden.shape[1])
+        else:
+            sequence, _ = self.lstm(hidden)
+        return self.out(self.dropout(self.dense(sequence)))
+
+
+class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
+    """DSAML with its BiLSTM predictor: per-step arousal and valence, losses, and long-song inference."""
+
+    def __init__(self, config: DSAMLConfig):
+        super().__init__(config)
+        self.dsaml = DSAMLModel(config)
+        self.predictor = EmotionPredictor(config)
+        self.post_init()
+
+    @classmethod
+    def from_global_encoder_pretrained(cls, encoder_name_or_path: str, **config_kwargs):
+        """Build DSAML around a frozen pretrained transformers audio encoder (wav2vec2, HuBERT, WavLM, ...).
+
+        The encoder's weights are copied into the model and saved with it, so the result loads on its own."""
+        from transformers import AutoFeatureExtractor, AutoModel
+
+        encoder = AutoModel.from_pretrained(encoder_name_or_path)
+        try:
+            rate = AutoFeatureExtractor.from_pretrained(encoder_name_or_path).sampling_rate
+        except (OSError, ValueError):
+            rate = config_kwargs.pop("global_encoder_sampling_rate", 16000)
+        config_kwargs.setdefault("global_encoder_sampling_rate", rate)
+        config = DSAMLConfig(global_encoder="pretrained", global_encoder_config=encoder.config.to_dict(), **config_kwargs)
+        model = cls(config)
+        model.dsaml.features.global_encoder.encoder.load_state_dict(encoder.state_dict())
+        return model
+
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        global_input_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> DSAMLEmotionOutput | tuple:
+        r"""
+        labels (`[B, S, 2]`, optional): per-step (arousal, valence) targets; steps where `attention_mask` is 0
+            are ignored. Pass `labels_mask` (`[B, S]`) in kwargs to ignore further steps (e.g. missing labels).
+        """
+        base = self.dsaml(
+            input_features, attention_mask, global_input_values, output_attentions=output_attentions, return_dict=True
+        )
+        logits = self.predictor(base.last_hidden_state, attention_mask)
+        loss = emotion_part = diagonal_part = None
+        if labels is not None:
+            if labels.shape != logits.shape:
+                raise ValueError(f"labels must be [batch, steps, 2] = {tuple(logits.shape)}, got {tuple(labels.shape)}")
+            if not torch.isfinite(labels).all():
+                raise ValueError("labels contain NaN or infinite values; mask missing steps with labels_mask instead")
+            mask = attention_mask
+            labels_mask = kwargs.get("labels_mask")
+            if labels_mask is not None:
+                mask = labels_mask if mask is None else mask * labels_mask
+            emotion_part = emotion_loss(logits, labels.to(logits.dtype), mask, self.config.loss_type)
+            loss = emotion_part
+            if self.config.diagonal_loss_weight > 0:
+                local_maps, global_maps = base._local_maps, base._global_maps
+                diagonal_part = diagonal_attention_loss(
+                    local_maps[-1] if local_maps else None,
+                    global_maps[-1] if global_maps else None,
+                    mask,
+                    self.config.local_diagonal_target,
+                    self.config.global_diagonal_target,
+                )
+                loss = loss + self.config.diagonal_loss_weight * diagonal_part
+        output = DSAMLEmotionOutput(
+            loss=loss,
+            logits=logits,
+            arousal=logits[..., 0],
+            valence=logits[..., 1],
+            emotion_loss=emotion_part,
+            diagonal_loss=diagonal_part,
+            attentions=base.attentions,
+        )
+        return output if return_dict is not False else output.to_tuple()
+
+    @torch.no_grad()
+    def predict_long(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        global_input_values: torch.Tensor | None = None,
+        window_steps: int | None = None,
+        hop_steps: int | None = None,
+        batch_size: int = 32,
+    ) -> torch.Tensor:
+        """Predict songs of any length with sliding windows of `window_steps` every `hop_steps`.
+
+        Every window sees the same context length as training; overlapping predictions are blended with a
+        tapered (Hann-like) weight so window edges count less. The same hop serves arousal and valence.
+        Returns `[B, S, 2]` (zeros on padded steps). Call `model.eval()` first for deterministic output.
+        """
+        window = window_steps or self.config.window_steps
+        hop = hop_steps or self.config.inference_hop_steps
+        if window <= 0 or hop <= 0:
+            raise ValueError(f"window_steps and hop_steps must be > 0, got {window}, {hop}")
+        self._check_inputs(input_features, attention_mask)
+        batch, steps = input_features.shape[:2]
+        lengths = attention_mask.sum(1).tolist() if attention_mask is not None else [steps] * batch
+        samples_per_step = self.config.samples_per_step
+        device = input_features.device
+        taper = torch.hann_window(window + 2, periodic=False, device=device)[1:-1].clamp_min(1e-3)
+
+        # every (song, start, length) window, run in mini-batches of equal-length windows
+        jobs = []
+        for b, length in enumerate(int(x) for x in lengths):
+            if length <= window:
+                jobs.append((b, 0, length))
+                continue
+            starts = list(range(0, length - window + 1, hop))
+            if starts[-1] != length - window:
+                starts.append(length - window)
+            jobs += [(b, s, window) for s in starts]
+
+        total = torch.zeros(batch, steps, len(LABEL_NAMES), device=device)
+        weight = torch.zeros(batch, steps, 1, device=device)
+        by_length: dict[int, list[tuple[int, int, int]]] = {}
+        for job in jobs:
+            by_length.setdefault(job[2], []).append(job)
+        for n, group in by_length.items():
+            w = taper[:n, None] if n == window else torch.ones(n, 1, device=device)
+            for i in range(0, len(group), batch_size):
+                chunk = group[i : i + batch_size]
+                feats = torch.stack([input_features[b, s : s + n] for b, s, _ in chunk])
+                wave = None
+                if global_input_values is not None:
+                    wave = torch.stack(
+                        [global_input_values[b, s * samples_per_step : (s + n) * samples_per_step] for b, s, _ in chunk]
+                    )
+                logits = self(feats, global_input_values=wave, return_dict=True).logits
+                for (b, s, _), pred in zip(chunk, logits):
+                    total[b, s : s + n] += pred * w
+                    weight[b, s : s + n] += w
+        return total / weight.clamp_min(1e-12)
+
+
+
+DSAMLConfig.register_for_auto_class()
+DSAMLForDynamicEmotionRecognition.register_for_auto_class("AutoModel")
+
+__all__ = [
+    "DSAMLEmotionOutput",
+    "DSAMLForDynamicEmotionRecognition",
+    "DSAMLModel",
+    "DSAMLModelOutput",
+    "DSAMLPreTrainedModel",
+]

@@ -1,0 +1,75 @@
+"""The meta-learned inner loop: SGD on functional fast weights.
+
+Meta-training (every algorithm in `dsaml.meta`) and personalization (`dsaml.personalize`) both adapt through
+`adapt`, so a listener is personalized with exactly the steps, learning rate and parameter subset the model was
+meta-trained with. Fast weights are plain tensors passed to `torch.func.functional_call`; the module's own
+parameters are never modified, which keeps the outer optimizer (and DDP) oblivious to the inner loop.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+def matches(name: str, patterns: Sequence[str]) -> bool:
+    """A parameter is selected by a pattern equal to it, a module prefix of it, or a glob matching it."""
+    return any(name == p or name.startswith(p + ".") or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def adaptable_parameters(model: nn.Module, patterns: Sequence[str] | None = None) -> dict[str, nn.Parameter]:
+    """The trainable parameters the inner loop adapts: all of them, or those selected by `patterns`
+    (default: `model.config.adapted_parameters`; empty means all)."""
+    if patterns is None:
+        patterns = list(getattr(getattr(model, "config", None), "adapted_parameters", None) or [])
+    selected = {
+        name: p for name, p in model.named_parameters() if p.requires_grad and (not patterns or matches(name, patterns))
+    }
+    if not selected:
+        raise ValueError(f"no trainable parameter matches adapted_parameters={list(patterns)}")
+    return selected
+
+
+def functional_loss(model: nn.Module, params: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """The model's loss on `batch` with `params` in place of (some of) its parameters."""
+    output = functional_call(model, dict(params), args=(), kwargs={**batch, "return_dict": True}, strict=False)
+    if output.loss is None:
+        raise ValueError("the adaptation batch needs `labels`")
+    return output.loss
+
+
+def adapt(
+    model: nn.Module,
+    support: Mapping[str, torch.Tensor],
+    *,
+    steps: int | None = None,
+    lr: float | None = None,
+    params: Mapping[str, torch.Tensor] | None = None,
+    second_order: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Run `steps` SGD steps of size `lr` on the support batch and return the fast weights.
+
+    Args:
+        model: the (unwrapped) model; it is not modified.
+        support: a model batch with `labels` (see `dsaml.examples.collate`).
+        steps, lr: default to `model.config.adaptation_steps` / `adaptation_lr`.
+        params: starting weights (default: `adaptable_parameters(model)`, i.e. the meta-parameters themselves).
+        second_order: keep the graph through the inner updates (MAML); first-order otherwise (FOMAML, Reptile,
+            personalization), where each step's gradient is treated as a constant.
+    """
+    config = getattr(model, "config", None)
+    steps = steps if steps is not None else config.adaptation_steps
+    lr = lr if lr is not None else config.adaptation_lr
+    if steps < 0:
+        raise ValueError(f"adaptation steps must be >= 0, got {steps}")
+    fast = dict(params if params is not None else adaptable_parameters(model))
+    names = list(fast)
+    for _ in range(steps):
+        loss = functional_loss(model, fast, support)
+        grads = torch.autograd.grad(loss, [fast[n] for n in names], create_graph=second_order, allow_unused=True)
+        fast = {n: (fast[n] - lr * g if g is not None else fast[n]) for n, g in zip(names, grads)}
+    return fast
