@@ -98,6 +98,20 @@ class DSAMLModel(DSAMLPreTrainedModel):
         self.transformer = DualScaleAttentionTransformer(config)
         self.post_init()
 
+    def encode(
+        self,
+        input_features: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        global_input_values: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """(last hidden state, fused features, local attention maps, global attention maps)."""
+        self._check_inputs(input_features, attention_mask)
+        fused = self.features(input_features, attention_mask, global_input_values)
+        hidden, local_maps, global_maps = self.transformer(fused, attention_mask)
+        if attention_mask is not None:
+            hidden = hidden * attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return hidden, fused, local_maps, global_maps
+
     def forward(
         self,
         input_features: torch.Tensor,
@@ -107,18 +121,13 @@ class DSAMLModel(DSAMLPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> DSAMLModelOutput | tuple:
-        self._check_inputs(input_features, attention_mask)
-        fused = self.features(input_features, attention_mask, global_input_values)
-        hidden, local_maps, global_maps = self.transformer(fused, attention_mask)
-        if attention_mask is not None:
-            hidden = hidden * attention_mask.unsqueeze(-1).to(hidden.dtype)
+        hidden, fused, local_maps, global_maps = self.encode(input_features, attention_mask, global_input_values)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output = DSAMLModelOutput(
             last_hidden_state=hidden,
             fused_features=fused,
             attentions=tuple(local_maps + global_maps) if output_attentions else None,
         )
-        output._local_maps, output._global_maps = local_maps, global_maps  # for the diagonal loss, not returned
         return output if return_dict is not False else output.to_tuple()
 
 
@@ -185,10 +194,9 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         labels (`[B, S, 2]`, optional): per-step (arousal, valence) targets; steps where `attention_mask` is 0
             are ignored. Pass `labels_mask` (`[B, S]`) in kwargs to ignore further steps (e.g. missing labels).
         """
-        base = self.dsaml(
-            input_features, attention_mask, global_input_values, output_attentions=output_attentions, return_dict=True
-        )
-        logits = self.predictor(base.last_hidden_state, attention_mask)
+        hidden, _, local_maps, global_maps = self.dsaml.encode(input_features, attention_mask, global_input_values)
+        logits = self.predictor(hidden, attention_mask)
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         loss = emotion_part = diagonal_part = None
         if labels is not None:
             if labels.shape != logits.shape:
@@ -202,7 +210,6 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
             emotion_part = emotion_loss(logits, labels.to(logits.dtype), mask, self.config.loss_type)
             loss = emotion_part
             if self.config.diagonal_loss_weight > 0:
-                local_maps, global_maps = base._local_maps, base._global_maps
                 diagonal_part = diagonal_attention_loss(
                     local_maps[-1] if local_maps else None,
                     global_maps[-1] if global_maps else None,
@@ -218,7 +225,7 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
             valence=logits[..., 1],
             emotion_loss=emotion_part,
             diagonal_loss=diagonal_part,
-            attentions=base.attentions,
+            attentions=tuple(local_maps + global_maps) if output_attentions else None,
         )
         return output if return_dict is not False else output.to_tuple()
 

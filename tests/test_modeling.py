@@ -239,3 +239,19 @@ def test_bad_model_inputs_raise(model, config):
     labels[0, 1, 0] = float("nan")
     with pytest.raises(ValueError, match="labels contain NaN"):
         model(features(1, 5, config), labels=labels)
+
+
+def test_base_model_returns_the_fused_sequence(config):
+    from dsaml import DSAMLModel
+
+    torch.manual_seed(0)
+    base = DSAMLModel(config).eval()
+    mask = torch.ones(2, 12, dtype=torch.long)
+    mask[1, 8:] = 0
+    out = base(features(2, 12, config), attention_mask=mask, output_attentions=True)
+    assert out.last_hidden_state.shape == out.fused_features.shape == (2, 12, config.hidden_size)
+    assert out.last_hidden_state[1, 8:].abs().max() == 0
+    # both passes' outputs go through sigmoid(local + global): strictly inside (0, 1) on real steps
+    assert 0 < out.last_hidden_state[0].min() and out.last_hidden_state[0].max() < 1
+    assert len(out.attentions) == 2 * config.num_hidden_layers
+    assert len(base(features(1, 5, config), return_dict=False)) == 2  # to_tuple drops the None attentions
