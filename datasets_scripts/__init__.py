@@ -1,0 +1,26 @@
+"""Dataset builders: DEAM and PMEmo releases (read in their official layouts) and the synthetic PDMER generator,
+each written as a Hub-ready folder that `datasets.load_dataset(folder, config)` loads. See README.md here for
+the format contract; `dsaml prepare` is the command-line front end."""
+
+from .deam import build_deam
+from .pmemo import build_pmemo
+from .report import DatasetBuildError, DropReport
+from .schema import AVERAGE_ANNOTATOR, COLUMNS, annotator_split_name, arrow_schema
+from .synthetic import GENERATOR_VERSION, PRESETS, build_synthetic
+
+BUILDERS = {"deam": build_deam, "pmemo": build_pmemo, "synthetic": build_synthetic}
+
+__all__ = [
+    "AVERAGE_ANNOTATOR",
+    "BUILDERS",
+    "COLUMNS",
+    "DatasetBuildError",
+    "DropReport",
+    "GENERATOR_VERSION",
+    "PRESETS",
+    "annotator_split_name",
+    "arrow_schema",
+    "build_deam",
+    "build_pmemo",
+    "build_synthetic",
+]

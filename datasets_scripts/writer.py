@@ -1,0 +1,198 @@
+"""Writing a Hub-ready dataset folder:
+
+    <output>/
+      README.md                 YAML `configs:` (one Parquet file per split) + the dataset card
+      build_report.json         options, row counts, everything dropped and why
+      audio/<song_id>.<ext>     each song's audio once, shared by all its rows (copy mode)
+      <config>/<split>-00000-of-00001.parquet
+
+`datasets.load_dataset(<output>, <config>)` reads it locally (no loading script: datasets 5 refuses them), and
+`HfApi().upload_folder(repo_type="dataset")` publishes it as is, audio included. Every file is written to a
+temporary name and moved into place with `os.replace`, so an interrupted build never leaves a truncated file
+under a final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .card import CardInfo, render_card
+from .report import DatasetBuildError, DropReport, logger
+from .schema import Record, audio_file_stem, records_to_table
+
+AUDIO_DIR = "audio"
+REPORT_FILE = "build_report.json"
+AUDIO_MODES = ("copy", "reference")
+_OWNED = ("README.md", REPORT_FILE)  # files a previous dsaml build wrote (removed on overwrite)
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside `path`; on success it replaces `path` in one step."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; published files should be readable
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def is_dsaml_folder(folder: Path) -> bool:
+    try:
+        return json.loads((folder / REPORT_FILE).read_text(encoding="utf-8")).get("generator") == "dsaml"
+    except (OSError, ValueError):
+        return False
+
+
+class DatasetFolderWriter:
+    """Collects audio and configs of one dataset folder, then writes the card and report with `finish`."""
+
+    def __init__(self, output: str | os.PathLike, *, audio_mode: str = "copy", overwrite: bool = False,
+                 progress: bool = False):
+        if audio_mode not in AUDIO_MODES:
+            raise ValueError(f"audio_mode must be one of {AUDIO_MODES}, got {audio_mode!r}")
+        self.output = Path(output).expanduser().resolve()
+        self.audio_mode = audio_mode
+        self.progress = progress
+        self.audio_paths: dict[str, str] = {}  # song_id -> value of the `audio` column
+        self.configs: dict[str, dict[str, int]] = {}  # config -> split -> rows
+        self.config_files: dict[str, dict[str, str]] = {}  # config -> split -> relative parquet path
+        self.default_config: str | None = None
+        self.with_features = False
+        self._prepare(overwrite)
+
+    def _prepare(self, overwrite: bool) -> None:
+        if self.output.exists() and not self.output.is_dir():
+            raise DatasetBuildError(f"output {self.output} exists and is not a folder")
+        if self.output.is_dir() and any(self.output.iterdir()):
+            if not overwrite:
+                raise DatasetBuildError(
+                    f"output folder {self.output} is not empty; pass overwrite=True (--overwrite) to rebuild it"
+                )
+            if not is_dsaml_folder(self.output):
+                raise DatasetBuildError(
+                    f"output folder {self.output} is not empty and was not written by dsaml "
+                    f"(no {REPORT_FILE}); refusing to overwrite it"
+                )
+            # Configs and card of the previous build go; audio/ stays so unchanged files are not copied again.
+            previous = json.loads((self.output / REPORT_FILE).read_text(encoding="utf-8"))
+            for config in previous.get("configs", {}):
+                shutil.rmtree(self.output / config, ignore_errors=True)
+            for name in _OWNED:
+                (self.output / name).unlink(missing_ok=True)
+        self.output.mkdir(parents=True, exist_ok=True)
+
+    # -- audio ---------------------------------------------------------------------------------------------
+    def add_audio_files(self, files: dict[str, Path]) -> None:
+        """Copy (or reference) each song's source audio file."""
+        from tqdm.auto import tqdm
+
+        items = sorted(files.items())
+        desc = "copying audio" if self.audio_mode == "copy" else "referencing audio"
+        for song_id, source in tqdm(items, desc=desc, unit="file", disable=not self.progress):
+            source = Path(source).resolve()
+            if self.audio_mode == "reference":
+                self.audio_paths[song_id] = source.as_posix()
+                continue
+            relative = f"{AUDIO_DIR}/{audio_file_stem(song_id)}{source.suffix.lower()}"
+            target = self.output / relative
+            if not (target.is_file() and target.stat().st_size == source.stat().st_size):
+                with atomic_path(target) as tmp:
+                    shutil.copyfile(source, tmp)
+            self.audio_paths[song_id] = relative
+
+    def add_audio_array(self, song_id: str, waveform: np.ndarray, sample_rate: int) -> None:
+        """Write generated audio as 16-bit FLAC (lossless, about half the size of WAV, decoded by soundfile)."""
+        import soundfile as sf
+
+        relative = f"{AUDIO_DIR}/{audio_file_stem(song_id)}.flac"
+        with atomic_path(self.output / relative) as tmp:
+            sf.write(tmp, np.asarray(waveform, dtype=np.float32), int(sample_rate), format="FLAC", subtype="PCM_16")
+        self.audio_paths[song_id] = relative
+
+    # -- configs -------------------------------------------------------------------------------------------
+    def write_config(
+        self, name: str, splits: dict[str, list[Record]], *, with_features: bool = False, default: bool = False
+    ) -> dict[str, int]:
+        """One Parquet file per non-empty split, rows sorted by (annotator, song id) for stable output."""
+        counts: dict[str, int] = {}
+        files: dict[str, str] = {}
+        for split, records in splits.items():
+            if not records:
+                logger.info("config %s: split %s is empty and is left out", name, split)
+                continue
+            missing = sorted({r.song_id for r in records} - set(self.audio_paths))
+            if missing:
+                raise DatasetBuildError(f"config {name}, split {split}: no audio registered for songs {missing[:5]}")
+            records = sorted(records, key=lambda r: (r.annotator, _numeric_first(r.song_id)))
+            table = records_to_table(records, self.audio_paths, with_features)
+            relative = f"{name}/{split}-00000-of-00001.parquet"
+            with atomic_path(self.output / relative) as tmp:
+                pq.write_table(table, tmp, compression="zstd")
+            counts[split] = len(records)
+            files[split] = relative
+        if not counts:
+            raise DatasetBuildError(f"config {name}: no rows left to write (see the build report)")
+        self.configs[name] = counts
+        self.config_files[name] = files
+        self.with_features = self.with_features or with_features
+        if default or self.default_config is None:
+            self.default_config = name
+        return counts
+
+    # -- card and report -----------------------------------------------------------------------------------
+    def finish(self, card: CardInfo, report: DropReport, summary: dict) -> Path:
+        """Write README.md and build_report.json, remove audio no row uses, log the drop summary."""
+        if self.audio_mode == "copy":
+            used = {Path(p).name for p in self.audio_paths.values()}
+            audio_dir = self.output / AUDIO_DIR
+            for stale in (audio_dir.iterdir() if audio_dir.is_dir() else []):
+                if stale.name not in used:
+                    stale.unlink()
+        body = {
+            "generator": "dsaml",
+            **summary,
+            "audio_mode": self.audio_mode,
+            "configs": self.configs,
+            "default_config": self.default_config,
+            "value_range": list(card.value_range),
+            **report.to_dict(),
+        }
+        atomic_write_text(self.output / REPORT_FILE, json.dumps(body, indent=2, sort_keys=False, default=str) + "\n")
+        text = render_card(
+            card, self.config_files, self.configs, self.default_config, report, self.audio_mode, self.with_features
+        )
+        atomic_write_text(self.output / "README.md", text)
+        report.log_summary()
+        logger.info("wrote %s (%s)", self.output, ", ".join(f"{c}: {sum(s.values())} rows" for c, s in self.configs.items()))
+        return self.output
+
+
+def _numeric_first(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
