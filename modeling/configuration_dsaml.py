@@ -57,12 +57,12 @@ class DSAMLConfig(PreTrainedConfig):
 
     # input front end
     sampling_rate: int = 44100
-    step_seconds: float = 0.5
+    step_seconds: float | int = 0.5
     n_fft: int = 2646
     win_length: int = 2646
     hop_length: int = 441
     num_mel_bins: int = 128
-    log_mel_eps: float = 1e-6
+    log_mel_eps: float | int = 1e-6
     input_type: Literal["log_mel", "frame_features"] = "log_mel"
     frame_feature_size: int = 260
     window_steps: int = 60
@@ -76,7 +76,7 @@ class DSAMLConfig(PreTrainedConfig):
     global_cnn_dilations: list[int] | tuple[int, ...] = (1, 2, 4, 8)
     global_encoder_config: dict | None = None
     global_encoder_sampling_rate: int = 16000
-    global_context_seconds: float = 30.0
+    global_context_seconds: float | int = 30.0
     global_encoder_stride_steps: int = 1
 
     # dual-scale attention transformer
@@ -85,10 +85,10 @@ class DSAMLConfig(PreTrainedConfig):
     num_attention_heads: int = 16
     intermediate_size: int = 2048
     hidden_act: str = "gelu"
-    hidden_dropout_prob: float = 0.1
-    attention_probs_dropout_prob: float = 0.1
-    layer_norm_eps: float = 1e-12
-    initializer_range: float = 0.02
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    layer_norm_eps: float | int = 1e-12
+    initializer_range: float | int = 0.02
     position_embedding_type: Literal["relative_key", "none"] = "relative_key"
     max_relative_positions: int = 512
     local_context_steps: int = 5
@@ -99,15 +99,15 @@ class DSAMLConfig(PreTrainedConfig):
     # predictor and loss
     lstm_hidden_size: int = 256
     predictor_hidden_size: int = 256
-    predictor_dropout: float = 0.1
+    predictor_dropout: float | int = 0.1
     loss_type: Literal["ccc_pcc_rmse", "mse"] = "ccc_pcc_rmse"
-    diagonal_loss_weight: float = 1.0
-    local_diagonal_target: float = 0.9
-    global_diagonal_target: float = 0.1
+    diagonal_loss_weight: float | int = 1.0
+    local_diagonal_target: float | int = 0.9
+    global_diagonal_target: float | int = 0.1
 
     # personalization (meta-learned inner loop)
     adaptation_steps: int = 16
-    adaptation_lr: float = 5e-3
+    adaptation_lr: float | int = 5e-3
     adapted_parameters: list[str] | tuple[str, ...] = ()
 
     def __post_init__(self, **kwargs):

@@ -255,3 +255,11 @@ def test_base_model_returns_the_fused_sequence(config):
     assert 0 < out.last_hidden_state[0].min() and out.last_hidden_state[0].max() < 1
     assert len(out.attentions) == 2 * config.num_hidden_layers
     assert len(base(features(1, 5, config), return_dict=False)) == 2  # to_tuple drops the None attentions
+
+
+def test_whole_numbers_are_accepted_for_float_fields():
+    # YAML and JSON users write `global_context_seconds: 10`; a strict float field must not reject it
+    config = small_config(global_context_seconds=10, adaptation_lr=1, diagonal_loss_weight=0)
+    assert config.global_context_seconds == 10 and config.adaptation_lr == 1
+    with pytest.raises(StrictDataclassError, match="global_context_seconds"):
+        small_config(global_context_seconds="10")
