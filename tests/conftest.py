@@ -58,3 +58,7 @@ def shared_data_dir() -> Path | None:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None
+
+
+# A local fake Hugging Face Hub (tests/hub_server.py): the `hub` fixture.
+from hub_fixtures import hub  # noqa: E402,F401
