@@ -21,27 +21,13 @@ import torch
 
 from dsaml.scores import score_songs
 
-__all__ = ["evaluate_tasks", "main", "plot_before_after", "predict_songs", "summarize"]
+__all__ = ["evaluate_tasks", "main", "plot_before_after", "summarize"]
 
 SCORES = ("rmse", "pearson", "ccc")
 
 
-def predict_songs(model, songs, window_steps: int | None = None, hop_steps: int | None = None) -> list[np.ndarray]:
-    """`[steps, 2]` predictions of aligned songs (sliding windows, eval mode, no grad)."""
-    config = getattr(model, "config", None)
-    model.eval()
-    out = []
-    with torch.no_grad():
-        for song in songs:
-            wave = song.waveform[None] if song.waveform is not None else None
-            pred = model.predict_long(song.features[None], None, global_input_values=wave,
-                                      window_steps=window_steps or config.window_steps,
-                                      hop_steps=hop_steps or config.inference_hop_steps)[0]
-            out.append(pred.float().cpu().numpy())
-    return out
-
-
-def evaluate_tasks(model, store, tasks, *, steps: int | None = None, lr: float | None = None, seed: int = 0,
+def evaluate_tasks(model, store, tasks, *, steps: int | None = None, lr: float | None = None,
+                   seed: int | None = None,
                    mode: str = "full", rank: int = 8, progress: bool = False) -> list[dict]:
     """Per-annotator scores before and after personalization.
 
@@ -49,23 +35,28 @@ def evaluate_tasks(model, store, tasks, *, steps: int | None = None, lr: float |
         model: the base model (not modified).
         store: a `dsaml.song_store.SongStore` over the partition's rows.
         tasks: `dsaml.tasks.evaluation_tasks(...)` (support and query row indices per annotator).
+        seed: the inner loop's dropout seed (default: each task's own seed, as `dsaml.episodes.evaluate_tasks`,
+            the training-time validation, so full-mode numbers equal the training loop's).
         mode: "full" (adapted weights) or "lora" (the rank-`rank` LoRA adapter that `dsaml personalize` saves).
     Returns: one record per annotator: `annotator`, `support_songs`, `num_query_songs`, `before/<score>`,
         `after/<score>` for every key of `score_songs`, and the support loss before/after.
     """
     from tqdm.auto import tqdm
 
+    from dsaml.episodes import predict_songs
     from dsaml.personalize import lora_adapter, personalize_song
 
+    window, hop = model.config.window_steps, model.config.inference_hop_steps
     records = []
     for task in tqdm(tasks, desc="annotators", disable=not progress):
         support = store.songs(task.support)
         query = store.songs(task.query)
         references = [song.labels.numpy() for song in query]
-        before = score_songs(predict_songs(model, query), references)
-        result = personalize_song(model, support, user=task.annotator, steps=steps, lr=lr, seed=seed)
+        before = score_songs(predict_songs(model, query, window, hop), references)
+        result = personalize_song(model, support, user=task.annotator, steps=steps, lr=lr,
+                                  seed=task.seed if seed is None else seed)
         adapted = result.model if mode == "full" else lora_adapter(model, result, rank=rank)[0]
-        after = score_songs(predict_songs(adapted, query), references)
+        after = score_songs(predict_songs(adapted, query, window, hop), references)
         record = {"annotator": task.annotator, "support_songs": [s.song_id for s in support],
                   "num_query_songs": len(query), "support_loss_before": result.support_loss_before,
                   "support_loss_after": result.support_loss_after}
@@ -192,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the support/query split per annotator")
     parser.add_argument("--predictions", default=None, help="folder of `dsaml predict` CSVs to score instead")
     parser.add_argument("--annotations", default=None, help="with --predictions: folder of <stem>.csv/.json curves")
     return parser
@@ -230,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = evaluation_tasks(annotator_songs(rows), support_songs=args.support_songs,
                              max_query_songs=args.max_query_songs, seed=args.seed)
     tasks = tasks[: args.max_annotators] if args.max_annotators else tasks
-    records = evaluate_tasks(model, store, tasks, steps=args.steps, lr=args.lr, seed=args.seed, mode=args.mode,
+    records = evaluate_tasks(model, store, tasks, steps=args.steps, lr=args.lr, mode=args.mode,
                              rank=args.rank, progress=True)
     meta = {"model": args.model, "dataset": args.dataset, "partition": args.partition, "mode": args.mode,
             "rank": args.rank if args.mode == "lora" else None, "support_songs": args.support_songs,

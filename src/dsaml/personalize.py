@@ -37,9 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from dsaml.adaptation import adapt, adaptable_parameters, functional_loss
+from dsaml.adaptation import adaptable_parameters, functional_loss
 from dsaml.audio import AudioError, load_audio
-from dsaml.examples import AlignedSong, AnnotationError, align, collate, song_patches, windows
+from dsaml.episodes import personalized_copy, support_batch
+from dsaml.examples import AlignedSong, AnnotationError, align, song_patches
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
 
 ADAPTER_INFO = "dsaml_adapter.json"
@@ -176,10 +177,14 @@ class Personalization:
 
 def _support_loss(model: nn.Module, batch: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor],
                   seed: int) -> float:
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model.eval()
-        return float(functional_loss(model, params, batch))
+    """The support loss in eval mode (no dropout): how well `params` fit the support song."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return float(functional_loss(model, params, batch))
+    finally:
+        model.train(was_training)
 
 
 def personalize_song(
@@ -201,26 +206,15 @@ def personalize_song(
     steps = config.adaptation_steps if steps is None else int(steps)
     lr = config.adaptation_lr if lr is None else float(lr)
     songs = [support] if isinstance(support, AlignedSong) else list(support)
-    items = [w for song in songs for w in windows(song, config.window_steps)]
-    batch = collate(items)
+    batch = support_batch(songs, config.window_steps)  # every window of the support song, as in evaluation
     params = adaptable_parameters(model)
     before = _support_loss(model, batch, params, seed)
-    was_training = model.training
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model.train()
-        try:
-            fast = adapt(model, batch, steps=steps, lr=lr, params={n: p for n, p in params.items()})
-        finally:
-            model.train(was_training)
-    fast = {n: t.detach().clone() for n, t in fast.items()}
+    # the inner loop of meta-training (train mode, seeded dropout) on a copy: `dsaml.episodes.personalized_copy`
+    with torch.enable_grad():
+        adapted = personalized_copy(model, batch, steps=steps, lr=lr, seed=seed)
+    adapted_params = dict(adapted.named_parameters())
+    fast = {n: adapted_params[n].detach().clone() for n in params}
     after = _support_loss(model, batch, fast, seed)
-    adapted = copy.deepcopy(model)
-    with torch.no_grad():
-        named = dict(adapted.named_parameters())
-        for name, value in fast.items():
-            named[name].copy_(value)
-    adapted.eval()
     info = {
         "user": user, "steps": steps, "lr": lr, "seed": seed, "support_songs": [s.song_id for s in songs],
         "support_steps": int(sum(s.num_steps for s in songs)), "adapted_parameters": list(config.adapted_parameters),
@@ -366,7 +360,12 @@ def save_lora(base: DSAMLForDynamicEmotionRecognition, result: Personalization, 
     adapter_model.safetensors, dsaml_adapter.json). Returns the user's adapter folder."""
     peft_model, report = lora_adapter(base, result, rank=rank, base_name_or_path=base_name_or_path)
     root = Path(adapters_dir)
-    peft_model.save_pretrained(root, selected_adapters=[result.user])
+    import warnings
+
+    with warnings.catch_warnings():
+        # peft takes the 1-D LoRA bias (lora_bias=True) for an un-gathered ZeRO-3 shard; it is complete
+        warnings.filterwarnings("ignore", message=".*LoRA tensor.*invalid shape.*")
+        peft_model.save_pretrained(root, selected_adapters=[result.user])
     folder = root / result.user
     if not (folder / "adapter_config.json").is_file():  # peft writes a named adapter to a subfolder
         raise AdapterError(f"peft did not write the adapter to {folder}")

@@ -1,0 +1,251 @@
+"""Personalization: the inner loop on one song, full and LoRA storage, several users on one base, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from conftest import small_config, tone
+from torch import nn
+
+from dsaml import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
+from dsaml.examples import AnnotationError, align, song_patches
+from dsaml.personalize import (
+    ADAPTER_INFO,
+    AdapterError,
+    UnknownUserError,
+    add_user,
+    known_users,
+    load_personalized,
+    lora_adapter,
+    main,
+    personalize,
+    personalize_song,
+    read_annotations,
+    save_full,
+    save_lora,
+)
+
+SR = 22050
+SECONDS = 12.0  # 24 steps
+WINDOW = 12
+
+
+def _linear_names(model: nn.Module) -> list[str]:
+    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+
+
+def _model(seed: int = 0, **overrides) -> DSAMLForDynamicEmotionRecognition:
+    torch.manual_seed(seed)
+    config = small_config(window_steps=WINDOW, inference_hop_steps=6, adaptation_steps=4, adaptation_lr=0.05,
+                          **overrides)
+    return DSAMLForDynamicEmotionRecognition(config).eval()
+
+
+def _curve(steps: int, phase: float) -> tuple[np.ndarray, np.ndarray]:
+    t = np.arange(steps)
+    return (0.5 * np.sin(t / 3 + phase)).astype(np.float32), (0.4 * np.cos(t / 4 + phase) - 0.2).astype(np.float32)
+
+
+def _write_song(folder, name: str, seconds: float = SECONDS, freq: float = 440.0, start: float = 0.0,
+                annotated: float | None = None, phase: float = 0.0):
+    audio = folder / f"{name}.wav"
+    sf.write(audio, tone(seconds, SR, freq), SR)
+    steps = int(round(((annotated or seconds) - start) / 0.5))
+    arousal, valence = _curve(steps, phase)
+    csv = folder / f"{name}.csv"
+    pd.DataFrame({"time": start + 0.5 * np.arange(steps), "arousal": arousal, "valence": valence}).to_csv(
+        csv, index=False)
+    return audio, csv
+
+
+@pytest.fixture(scope="module")
+def songs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("songs")
+    return {
+        "alice": _write_song(folder, "alice_song", freq=330.0, phase=0.0),
+        "bob": _write_song(folder, "bob_song", freq=550.0, phase=2.0),
+        "other": _write_song(folder, "other_song", seconds=9.0, freq=440.0),
+    }
+
+
+@pytest.fixture(scope="module")
+def base():
+    return _model()
+
+
+@pytest.fixture(scope="module")
+def extractor(base):
+    return DSAMLFeatureExtractor.from_model_config(base.config)
+
+
+@pytest.fixture(scope="module")
+def alice(base, extractor, songs):
+    return personalize(base, extractor, *songs["alice"], user="alice")
+
+
+def _features(extractor, path):
+    wave, rate = sf.read(path, dtype="float32")
+    return extractor(wave, sampling_rate=rate)
+
+
+def _predict(model, inputs):
+    with torch.no_grad():
+        return model.predict_long(inputs["input_features"], inputs["attention_mask"])
+
+
+def test_personalization_lowers_support_loss_and_changes_only_adapted(base, extractor, songs):
+    before_state = {k: v.clone() for k, v in base.state_dict().items()}
+    linear = _linear_names(base)
+    patterns = [f"{n}.weight" for n in linear] + [f"{n}.bias" for n in linear]
+    restricted = _model(adapted_parameters=patterns)
+    result = personalize(restricted, extractor, *songs["alice"], user="alice")
+    assert result.support_loss_after < result.support_loss_before - 1e-3
+    changed = {n for n, p in result.model.named_parameters()
+               if not torch.equal(p, dict(restricted.named_parameters())[n])}
+    assert changed, "personalization changed nothing"
+    assert changed <= set(patterns)
+    assert any(n.startswith("predictor.out") for n in changed)
+    # the base model itself is untouched (functional inner loop on a copy)
+    full = personalize(base, extractor, *songs["alice"], user="alice")
+    assert all(torch.equal(v, base.state_dict()[k]) for k, v in before_state.items())
+    assert full.support_loss_after < full.support_loss_before
+    # reproducible: the same inputs give the same personalized weights (seeded dropout)
+    again = personalize(base, extractor, *songs["alice"], user="alice")
+    assert all(torch.equal(again.fast_weights[n], full.fast_weights[n]) for n in full.fast_weights)
+
+
+def test_full_mode_round_trip_is_bit_identical(tmp_path, base, extractor, songs, alice):
+    out = save_full(alice, tmp_path / "alice_full", extractor, base=base)
+    loaded = DSAMLForDynamicEmotionRecognition.from_pretrained(str(out)).eval()
+    inputs = _features(extractor, songs["other"][0])
+    assert torch.equal(_predict(loaded, inputs), _predict(alice.model, inputs))
+    assert not torch.equal(_predict(loaded, inputs), _predict(base, inputs))
+    info = json.loads((out / "dsaml_personalization.json").read_text())
+    assert info["user"] == "alice" and info["steps"] == 4
+
+
+def test_lora_round_trip_matches_in_memory_adapter(tmp_path, base, extractor, songs, alice):
+    folder = save_lora(base, alice, tmp_path / "adapters", rank=4)
+    assert folder == tmp_path / "adapters" / "alice"
+    assert (folder / "adapter_config.json").is_file() and (folder / "adapter_model.safetensors").is_file()
+    size_kb = (folder / "adapter_model.safetensors").stat().st_size / 1024
+    weights_kb = sum(p.numel() for p in base.parameters()) * 4 / 1024
+    assert size_kb < weights_kb / 4
+    config = json.loads((folder / "adapter_config.json").read_text())
+    assert config["r"] == 4 and config["lora_alpha"] == 4 and config["peft_type"] == "LORA"
+    in_memory, _ = lora_adapter(base, alice, rank=4)
+    loaded = load_personalized(None, tmp_path / "adapters", "alice", model=_model())
+    inputs = _features(extractor, songs["other"][0])
+    torch.testing.assert_close(_predict(loaded, inputs), _predict(in_memory, inputs), rtol=0, atol=1e-6)
+
+
+def test_lora_error_shrinks_with_rank_and_is_exact_at_full_rank(base, extractor, songs):
+    # adapting only Linear layers makes the LoRA adapter exact once rank >= rank(W' - W)
+    linear = _linear_names(base)
+    model = _model(adapted_parameters=[f"{n}.weight" for n in linear] + [f"{n}.bias" for n in linear])
+    result = personalize(model, extractor, *songs["alice"], user="alice")
+    inputs = _features(extractor, songs["other"][0])
+    full = _predict(result.model, inputs)
+    shift = (full - _predict(model, inputs)).abs().max().item()
+    errors = {}
+    for rank in (1, 4, 128):
+        peft_model, report = lora_adapter(model, result, rank=rank)
+        errors[rank] = (_predict(peft_model, inputs) - full).abs().max().item()
+        assert report["not_stored"] == []
+    assert shift > 1e-3
+    assert errors[1] > errors[128]
+    assert errors[128] < 1e-5 * max(1.0, shift) + 1e-6  # float32 rounding only: W x + (B A) x vs (W + dW) x
+    # with all parameters adapted, the non-Linear changes are reported as not stored
+    _, report = lora_adapter(base, personalize(base, extractor, *songs["alice"], user="alice"), rank=4)
+    assert any("lstm" in name for name in report["not_stored"])
+
+
+def test_two_users_on_one_base_and_set_adapter(tmp_path, base, extractor, songs, alice):
+    bob = personalize(base, extractor, *songs["bob"], user="bob")
+    save_lora(base, alice, tmp_path / "adapters", rank=8)
+    save_lora(base, bob, tmp_path / "adapters", rank=8)
+    assert known_users(tmp_path / "adapters") == ["alice", "bob"]
+    inputs = _features(extractor, songs["other"][0])
+    model = load_personalized(None, tmp_path / "adapters", "alice", model=_model())
+    add_user(model, tmp_path / "adapters", "bob")
+    alice_pred = _predict(model, inputs)
+    model.set_adapter("bob")
+    bob_pred = _predict(model, inputs)
+    assert (alice_pred - bob_pred).abs().max() > 1e-4
+    only_bob = load_personalized(None, tmp_path / "adapters", "bob", model=_model())
+    torch.testing.assert_close(bob_pred, _predict(only_bob, inputs), rtol=0, atol=1e-6)
+    model.set_adapter("alice")
+    torch.testing.assert_close(_predict(model, inputs), alice_pred, rtol=0, atol=0)
+
+
+def test_unknown_user_and_other_base_raise(tmp_path, base, alice):
+    save_lora(base, alice, tmp_path / "adapters", rank=4)
+    with pytest.raises(UnknownUserError, match=r"unknown user 'carol'.*known users: alice"):
+        load_personalized(None, tmp_path / "adapters", "carol", model=_model())
+    with pytest.raises(AdapterError, match="made for another base model"):
+        load_personalized(None, tmp_path / "adapters", "alice", model=_model(seed=1))
+    info = json.loads((tmp_path / "adapters" / "alice" / ADAPTER_INFO).read_text())
+    assert len(info["base_fingerprint"]) == 64
+
+
+def test_annotation_errors_name_the_file(tmp_path, base, extractor):
+    # a curve running 3 s past the end of the audio
+    audio, csv = _write_song(tmp_path, "short", seconds=6.0, annotated=9.0)
+    with pytest.raises(AnnotationError, match=r"short\.csv.*needs 9\.0 s of audio but the audio has 6\.0 s"):
+        personalize(base, extractor, audio, csv, user="u")
+    # irregular time grid
+    bad = tmp_path / "irregular.csv"
+    pd.DataFrame({"time": [0.0, 0.5, 1.5], "arousal": [0.1] * 3, "valence": [0.1] * 3}).to_csv(bad, index=False)
+    with pytest.raises(AnnotationError, match=r"irregular\.csv.*regular 0\.5 s grid.*row 2"):
+        read_annotations(bad)
+    missing = tmp_path / "nocols.csv"
+    pd.DataFrame({"time": [0.0], "arousal": [0.1]}).to_csv(missing, index=False)
+    with pytest.raises(AnnotationError, match=r"nocols\.csv.*missing column.*valence"):
+        read_annotations(missing)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"not audio at all" * 10)
+    from dsaml.audio import AudioError
+
+    with pytest.raises(AudioError, match=r"corrupt\.wav"):
+        personalize(base, extractor, corrupt, csv, user="u")
+
+
+def test_annotation_with_start_offset_and_predict_json(tmp_path, extractor, base):
+    audio, csv = _write_song(tmp_path, "offset", seconds=10.0, start=2.0)
+    ann = read_annotations(csv)
+    assert ann["start_seconds"] == 2.0 and len(ann["arousal"]) == 16
+    wave, rate = sf.read(audio, dtype="float32")
+    song = align(song_patches(extractor, wave, rate, "offset"), arousal=ann["arousal"], valence=ann["valence"],
+                 start_seconds=2.0, frame_rate=2.0, step_seconds=0.5, song_id="offset")
+    assert song.start_step == 4 and song.num_steps == 16
+    # the JSON `dsaml predict` writes is accepted as an annotation
+    as_json = tmp_path / "offset.json"
+    as_json.write_text(json.dumps({"time_seconds": (2.0 + 0.5 * np.arange(16)).tolist(),
+                                   "arousal": ann["arousal"].tolist(), "valence": ann["valence"].tolist()}))
+    again = read_annotations(as_json)
+    np.testing.assert_array_equal(again["arousal"], ann["arousal"])
+    result = personalize_song(base, song, user="x")
+    assert result.info["support_steps"] == 16
+
+
+def test_cli_personalize_lora_and_full(tmp_path, base, extractor, songs, capsys):
+    model_dir = tmp_path / "model"
+    base.save_pretrained(model_dir)
+    extractor.save_pretrained(model_dir)
+    audio, csv = songs["alice"]
+    assert main(["--model", str(model_dir), "--audio", str(audio), "--annotations", str(csv), "--user", "alice",
+                 "--output", str(tmp_path / "adapters"), "--rank", "4"]) == 0
+    assert "support loss" in capsys.readouterr().out
+    assert known_users(tmp_path / "adapters") == ["alice"]
+    assert main(["--model", str(model_dir), "--audio", str(audio), "--annotations", str(csv), "--user", "alice",
+                 "--mode", "full", "--output", str(tmp_path / "full")]) == 0
+    assert (tmp_path / "full" / "model.safetensors").is_file()
+    short_audio, short_csv = _write_song(tmp_path, "too_short", seconds=4.0, annotated=8.0)
+    assert main(["--model", str(model_dir), "--audio", str(short_audio), "--annotations", str(short_csv),
+                 "--user", "alice", "--output", str(tmp_path / "adapters")]) == 1
+    assert "too_short.csv" in capsys.readouterr().err
