@@ -133,8 +133,10 @@ def resolve_audio(root: str | os.PathLike, audio: str) -> Path:
         raise AudioError(f"{root}: this row has no audio (the dataset was built with require_audio=False)")
     path = Path(audio)
     if not path.is_absolute():
-        base = Path(root).resolve()
-        path = (base / path).resolve()
+        # Lexical check (no symlink resolution): a Hub snapshot's files are symlinks into the cache's blobs/
+        # folder, outside the snapshot folder, and must resolve; a `..` in a row's path must not.
+        base = Path(os.path.abspath(root))
+        path = Path(os.path.abspath(base / path))
         if base not in path.parents:  # a Hub dataset must not make us read files outside its folder
             raise AudioError(f"{audio}: audio path escapes the dataset folder {base}")
     if not path.is_file():
