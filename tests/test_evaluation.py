@@ -1,0 +1,182 @@
+"""Metric modules (offline `evaluate`), `dsaml evaluate`, and the end-to-end round trip on synthetic:tiny:
+train -> personalize one listener from one song -> predict their other songs -> evaluate (better than before)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import evaluate
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import small_config
+
+import dsaml.metrics
+from dsaml import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
+from dsaml.data import annotator_songs, dataset_root, load_pdmer, resolve_audio
+from dsaml.scores import score_songs
+
+# ------------------------------------------------------------------------------------------------- metric modules
+
+PRED = [[[0.1, 0.2], [0.3, 0.1], [0.5, -0.2], [0.2, 0.0]], [[0.0, 0.5], [0.4, 0.4], [0.1, 0.3]]]
+REF = [[[0.0, 0.2], [0.4, 0.0], [0.3, -0.1], [0.1, 0.1]], [[0.1, 0.6], [0.2, 0.2], [0.3, 0.1]]]
+
+
+def _by_hand(p, t):
+    p, t = np.asarray(p, float), np.asarray(t, float)
+    rmse = np.sqrt(np.mean((p - t) ** 2))
+    cov = np.mean((p - p.mean()) * (t - t.mean()))
+    pcc = cov / (p.std() * t.std())  # numpy std: population (ddof=0)
+    ccc = 2 * cov / (p.var() + t.var() + (p.mean() - t.mean()) ** 2)
+    return rmse, pcc, ccc
+
+
+def test_metric_modules_match_scores_and_hand_computed_values():
+    expected = score_songs([np.array(p) for p in PRED], [np.array(r) for r in REF])
+    everything = dsaml.metrics.load("dmer_scores").compute(predictions=PRED, references=REF)
+    assert everything == pytest.approx(expected, abs=1e-12)
+    for d, dim in enumerate(("arousal", "valence")):
+        hand = np.mean([_by_hand(np.array(p)[:, d], np.array(r)[:, d]) for p, r in zip(PRED, REF)], axis=0)
+        assert everything[f"{dim}_rmse"] == pytest.approx(hand[0], abs=1e-9)
+        assert everything[f"{dim}_pearson"] == pytest.approx(hand[1], abs=1e-6)
+        assert everything[f"{dim}_ccc"] == pytest.approx(hand[2], abs=1e-6)
+    # song 1, arousal, written out: errors .1 -.1 .2 .1 -> rmse sqrt(.07/4)
+    assert _by_hand([0.1, 0.3, 0.5, 0.2], [0.0, 0.4, 0.3, 0.1])[0] == pytest.approx(np.sqrt(0.07 / 4))
+    for name in ("emotion_rmse", "emotion_pearson", "emotion_ccc"):
+        score = name.split("_")[1]
+        got = dsaml.metrics.load(name).compute(predictions=PRED, references=REF)
+        assert got == pytest.approx({k: expected[k] for k in (score, f"arousal_{score}", f"valence_{score}")})
+
+
+def test_evaluate_combine_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    combined = evaluate.combine([dsaml.metrics.load(n) for n in ("emotion_rmse", "emotion_pearson", "emotion_ccc")])
+    got = combined.compute(predictions=PRED, references=REF)
+    expected = score_songs([np.array(p) for p in PRED], [np.array(r) for r in REF])
+    assert set(got) == {f"{d}{s}" for d in ("", "arousal_", "valence_") for s in ("rmse", "pearson", "ccc")}
+    assert got == pytest.approx({k: expected[k] for k in got})
+    # incremental use, as in a training loop
+    metric = dsaml.metrics.load("emotion_ccc")
+    for p, r in zip(PRED, REF):
+        metric.add(prediction=p, reference=r)
+    assert metric.compute()["ccc"] == pytest.approx(expected["ccc"])
+    with pytest.raises(ValueError, match="unknown dsaml metric"):
+        dsaml.metrics.load("accuracy")
+    for name in dsaml.metrics.METRICS:
+        assert (dsaml.metrics.path(name).parent / "README.md").is_file()
+
+
+# ------------------------------------------------------------------------------------------------- round trip
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DSAML_CACHE", str(tmp_path_factory.mktemp("dsaml-cache")))
+        return dataset_root("synthetic:tiny")
+
+
+def _fit(root: Path) -> DSAMLForDynamicEmotionRecognition:
+    """Plainly fit the tiny model on the train listeners (meta-training is tested in test_train/test_meta)."""
+    from dsaml.episodes import task_batch
+    from dsaml.meta import apply_meta_gradient, meta_gradient
+    from dsaml.song_store import SongStore
+    from dsaml.tasks import TaskSampler
+
+    torch.manual_seed(0)
+    config = small_config(window_steps=20, inference_hop_steps=10, adaptation_steps=4, adaptation_lr=0.05)
+    model = DSAMLForDynamicEmotionRecognition(config)
+    rows = load_pdmer(root, "pdmer_flat", split="train")
+    store = SongStore(rows, root, config)
+    sampler = TaskSampler(annotator_songs(rows), support_songs=1, query_songs=3, tasks_per_step=2, seed=0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(60):
+        tasks = [task_batch(store, task, config.window_steps) for task in sampler.sample(step)]
+        grads, _ = meta_gradient(model, tasks, algorithm="plain")
+        optimizer.zero_grad()
+        apply_meta_gradient(model, grads)
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(tiny, tmp_path_factory) -> Path:
+    model = _fit(tiny)
+    folder = tmp_path_factory.mktemp("trained") / "model"
+    model.save_pretrained(folder)
+    DSAMLFeatureExtractor.from_model_config(model.config).save_pretrained(folder)
+    return folder
+
+
+def test_evaluate_cli_before_after_per_annotator(tiny, trained, tmp_path, capsys):
+    from dsaml.episodes import evaluate_tasks as training_evaluation
+    from dsaml.evaluation import evaluate_tasks, main
+    from dsaml.song_store import SongStore
+    from dsaml.tasks import evaluation_tasks
+
+    assert main(["--model", str(trained), "--dataset", str(tiny), "--partition", "test",
+                 "--output", str(tmp_path / "report")]) == 0
+    assert "annotators: 2" in capsys.readouterr().out
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    summary = report["summary"]
+    assert summary["after/rmse"] < summary["before/rmse"]
+    assert summary["after/ccc"] > summary["before/ccc"]
+    table = pd.read_csv(tmp_path / "report" / "per_annotator.csv")
+    assert sorted(table["annotator"]) == ["L000", "L001"] and (table["num_query_songs"] == 7).all()
+    assert (tmp_path / "report" / "ccc_before_after.png").stat().st_size > 5000
+    # the same numbers as the training loop's validation (dsaml.episodes), and LoRA keeps most of the gain
+    model = DSAMLForDynamicEmotionRecognition.from_pretrained(str(trained)).eval()
+    rows = load_pdmer(tiny, "pdmer_flat", split="test")
+    store = SongStore(rows, tiny, model.config)
+    tasks = evaluation_tasks(annotator_songs(rows))
+    reference = training_evaluation(model, store, tasks)
+    for record, result in zip(report["annotators"], reference):
+        assert record["annotator"] == result.annotator
+        assert record["after/rmse"] == pytest.approx(result.after["rmse"], abs=1e-6)
+        assert record["before/ccc"] == pytest.approx(result.before["ccc"], abs=1e-6)
+    lora = evaluate_tasks(model, store, tasks, mode="lora", rank=8)
+    lora_rmse = np.mean([r["after/rmse"] for r in lora])
+    assert lora_rmse < summary["before/rmse"]
+
+
+def test_round_trip_personalize_predict_evaluate(tiny, trained, tmp_path):
+    """The user-facing workflow through the CLI: one listener's first song -> adapter -> their other songs."""
+    from dsaml.evaluation import main as evaluate_main
+    from dsaml.personalize import main as personalize_main
+    from dsaml.predict import main as predict_main
+    from dsaml.tasks import evaluation_tasks
+
+    rows = load_pdmer(tiny, "pdmer_flat", split="test")
+    task = evaluation_tasks(annotator_songs(rows))[0]
+    support = rows[task.support[0]]
+    curve = tmp_path / "curve.csv"
+    steps = len(support["arousal"])
+    pd.DataFrame({"time": support["start_seconds"] + 0.5 * np.arange(steps), "arousal": support["arousal"],
+                  "valence": support["valence"]}).to_csv(curve, index=False)
+    user = task.annotator
+    assert personalize_main(["--model", str(trained), "--audio", str(resolve_audio(tiny, support["audio"])),
+                             "--annotations", str(curve), "--user", user, "--output", str(tmp_path / "adapters"),
+                             "--rank", "16"]) == 0
+    songs = [str(resolve_audio(tiny, rows[i]["audio"])) for i in task.query]
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    for i in task.query:
+        row = rows[i]
+        n = len(row["arousal"])
+        pd.DataFrame({"time": row["start_seconds"] + 0.5 * np.arange(n), "arousal": row["arousal"],
+                      "valence": row["valence"]}).to_csv(annotations / f"{Path(row['audio']).stem}.csv", index=False)
+    assert predict_main([*songs, "--model", str(trained), "--output", str(tmp_path / "base"), "--no_plot"]) == 0
+    assert predict_main([*songs, "--model", str(trained), "--adapter_dir", str(tmp_path / "adapters"),
+                         "--user", user, "--output", str(tmp_path / "personal"), "--no_plot"]) == 0
+    scores = {}
+    for name in ("base", "personal"):
+        assert evaluate_main(["--predictions", str(tmp_path / name), "--annotations", str(annotations),
+                              "--output", str(tmp_path / f"report_{name}")]) == 0
+        report = json.loads((tmp_path / f"report_{name}" / "report.json").read_text())
+        assert len(report["songs"]) == len(task.query)
+        scores[name] = report["summary"]
+    assert scores["personal"]["rmse"] < scores["base"]["rmse"] - 0.01
+    assert scores["personal"]["ccc"] > scores["base"]["ccc"]
