@@ -143,7 +143,7 @@ def apply_meta_gradient(model: nn.Module, grads: Mapping[str, torch.Tensor], acc
     if missing:
         raise KeyError(f"meta-gradient missing for parameters {missing[:5]}")
     names = list(params)
-    flat = torch.cat([grads[n].reshape(-1).float() for n in names])
+    flat = torch.cat([grads[n].reshape(-1).to(params[n].dtype) for n in names])
     if accelerator is not None and accelerator.num_processes > 1:
         flat = accelerator.reduce(flat, reduction="mean")
     offset = 0

@@ -1,0 +1,135 @@
+"""The settings of a training run: one dataclass, read from a YAML file and overridden from the command line.
+
+`dsaml train --config synthetic_small` reads `dsaml/configs/synthetic_small.yaml` (shipped with the package);
+any other value is a path to a YAML file. Keys are the fields below; `model:` holds `DSAMLConfig` fields
+(architecture and the inner loop: `adaptation_steps`, `adaptation_lr`, `adapted_parameters`, `window_steps`),
+which travel with the saved model so personalization later adapts exactly as meta-training did.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from dsaml.meta import ALGORITHMS
+
+
+@dataclass
+class TrainingArguments:
+    # data
+    dataset: str = "synthetic:small"  # a dsaml dataset folder, a Hub dataset repo id, or "synthetic[:size[:seed]]"
+    data_config: str = "pdmer_flat"  # "pdmer_flat" (per-annotator labels, meta-learning) or "dmer" (averaged labels)
+    output_dir: str = "outputs/run"
+    # model: DSAMLConfig overrides, or start from a saved model (folder or Hub id)
+    model: dict = field(default_factory=dict)
+    init_from: str | None = None
+    # meta-learning (defaults: the official code)
+    algorithm: str = "fomaml"
+    support_songs: int = 1
+    query_songs: int = 15
+    tasks_per_step: int = 16
+    max_steps: int = 2000
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = None
+    mixed_precision: str | None = None  # None: what `accelerate launch` / `accelerate config` says
+    seed: int = 0
+    # validation (on held-out annotators of the TRAIN partition; model selection never sees the test partition)
+    validation_every: int = 10
+    validation_annotators: float = 0.2
+    validation_songs: int = 0
+    validation_max_query_songs: int | None = 8
+    select_metric: str = "validation/after/ccc"
+    # checkpoints, final evaluation, logging, publishing
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    resume_from_checkpoint: str | None = "auto"  # "auto": the latest in output_dir/checkpoints; a path; None
+    evaluate_test: bool = True
+    test_max_query_songs: int | None = None
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # Accelerate trackers, when installed
+    progress: bool = True
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_private: bool = False
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        problems = []
+        if self.algorithm not in ALGORITHMS:
+            problems.append(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
+        if self.data_config not in ("pdmer_flat", "dmer"):
+            problems.append(f"data_config must be 'pdmer_flat' or 'dmer', got {self.data_config!r}")
+        for name in ("support_songs", "query_songs", "tasks_per_step", "max_steps", "validation_every",
+                     "checkpoint_every", "keep_checkpoints"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.mixed_precision == "fp16":
+            problems.append("mixed_precision 'fp16' is not supported: meta-gradients come from torch.autograd.grad, "
+                            "which fp16 loss scaling does not cover; use 'bf16'")
+        if self.push_to_hub and not self.hub_model_id:
+            problems.append("push_to_hub needs hub_model_id (e.g. 'your-name/dsaml-deam')")
+        if not self.select_metric.startswith("validation/"):
+            problems.append(f"select_metric must be a validation metric (never test), got {self.select_metric!r}")
+        if problems:
+            raise ValueError("invalid training arguments: " + "; ".join(problems))
+
+    @property
+    def select_greater_is_better(self) -> bool:
+        return not self.select_metric.endswith("rmse") and not self.select_metric.endswith("loss")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainingArguments:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown training argument(s) {unknown}; known: {sorted(known)}")
+        values = dict(values)
+        for name in ("learning_rate", "weight_decay", "validation_annotators"):  # YAML reads 5e-5 as a string
+            if isinstance(values.get(name), str):
+                values[name] = float(values[name])
+        if isinstance(values.get("max_grad_norm"), str):
+            values["max_grad_norm"] = float(values["max_grad_norm"])
+        if isinstance(values.get("report_to"), str):
+            values["report_to"] = [] if values["report_to"] in ("none", "") else [values["report_to"]]
+        return cls(**values)
+
+
+def config_path(name_or_path: str | Path) -> Path:
+    """A shipped config by name (`synthetic_small`, `deam_pdmer`, ...) or a YAML file path."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    shipped = resources.files("dsaml") / "configs" / f"{name_or_path}.yaml"
+    if shipped.is_file():
+        return Path(str(shipped))
+    available = sorted(p.name[:-5] for p in (resources.files("dsaml") / "configs").iterdir() if p.name.endswith(".yaml"))
+    raise FileNotFoundError(f"training config {name_or_path!r} is neither a YAML file nor a shipped config {available}")
+
+
+def load_arguments(name_or_path: str | Path | None, overrides: dict | None = None) -> TrainingArguments:
+    """Arguments from a YAML config (shipped name or path), with `overrides` applied on top
+    (`model` overrides are merged key by key)."""
+    values: dict = {}
+    if name_or_path is not None:
+        path = config_path(name_or_path)
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a training config must be a YAML mapping, got {type(loaded).__name__}")
+        values.update(loaded)
+    for key, value in (overrides or {}).items():
+        if key == "model":
+            values["model"] = {**values.get("model", {}), **value}
+        else:
+            values[key] = value
+    return TrainingArguments.from_dict(values)

@@ -1,0 +1,184 @@
+"""Meta-gradients against closed forms: FOMAML, MAML, Reptile and plain on a linear model whose gradients and
+Hessian are known exactly, then the second-order relation and process-count invariance on DSAML itself."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from conftest import small_config
+from torch import nn
+
+from dsaml import DSAMLForDynamicEmotionRecognition
+from dsaml.adaptation import functional_loss
+from dsaml.examples import AlignedSong, collate
+from dsaml.meta import TaskBatch, apply_meta_gradient, concat_batches, meta_gradient, task_gradient
+
+
+class Linear(nn.Module):
+    """y = X w + b with mean squared error: gradients and the Hessian in closed form."""
+
+    def __init__(self, dim: int = 3, steps: int = 1, lr: float = 0.1, adapted=()) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([0.5, -1.0, 2.0][:dim], dtype=torch.float64))
+        self.b = nn.Parameter(torch.tensor(0.3, dtype=torch.float64))
+        self.config = SimpleNamespace(adaptation_steps=steps, adaptation_lr=lr, adapted_parameters=list(adapted))
+
+    def forward(self, input_features, labels=None, attention_mask=None, return_dict=True, **kwargs):
+        prediction = input_features @ self.w + self.b
+        return SimpleNamespace(loss=((prediction - labels) ** 2).mean())
+
+
+def batch(seed: int, n: int = 5) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 3, generator=g, dtype=torch.float64)  # [batch, steps=1, features]
+    return {"input_features": x, "labels": torch.randn(n, 1, generator=g, dtype=torch.float64),
+            "attention_mask": torch.ones(n, 1)}
+
+
+def grad(w, b, data):
+    """d/d(w, b) of mean((X w + b - y)^2)."""
+    x, y = data["input_features"].reshape(-1, 3), data["labels"].reshape(-1)
+    r = x @ w + b - y
+    return 2 / r.numel() * x.T @ r, 2 / r.numel() * r.sum()
+
+
+def hessian(data):
+    x1 = torch.cat([data["input_features"].reshape(-1, 3), torch.ones(len(data["labels"]), 1, dtype=torch.float64)], 1)
+    return 2 / len(data["labels"]) * x1.T @ x1
+
+
+TASK = TaskBatch(batch(0), batch(1))
+
+
+def test_fomaml_is_the_query_gradient_at_the_adapted_weights():
+    model = Linear(steps=2, lr=0.1)
+    w, b = model.w.detach().clone(), model.b.detach().clone()
+    for _ in range(2):
+        gw, gb = grad(w, b, TASK.support)
+        w, b = w - 0.1 * gw, b - 0.1 * gb
+    expected_w, expected_b = grad(w, b, TASK.query)
+    grads, stats = task_gradient(model, TASK, algorithm="fomaml")
+    torch.testing.assert_close(grads["w"], expected_w, rtol=0, atol=1e-12)
+    torch.testing.assert_close(grads["b"], expected_b, rtol=0, atol=1e-12)
+    r = TASK.query["input_features"] @ w + b - TASK.query["labels"]  # [n, 1]
+    assert stats["query_loss"] == pytest.approx(float((r**2).mean()), abs=1e-12)
+    assert model.w.grad is None  # computed functionally: the module is untouched
+
+
+def test_maml_adds_exactly_the_second_order_term():
+    model = Linear(steps=1, lr=0.1)
+    first, _ = task_gradient(model, TASK, algorithm="fomaml")
+    second, _ = task_gradient(model, TASK, algorithm="maml")
+    g = torch.cat([first["w"], first["b"].reshape(1)])
+    expected = (torch.eye(4, dtype=torch.float64) - 0.1 * hessian(TASK.support)) @ g
+    torch.testing.assert_close(torch.cat([second["w"], second["b"].reshape(1)]), expected, rtol=0, atol=1e-12)
+    assert (second["w"] - first["w"]).abs().max() > 1e-3  # the term is not negligible here
+    # no inner step: nothing second-order to differ by
+    zero = Linear(steps=0)
+    a, _ = task_gradient(zero, TASK, algorithm="fomaml")
+    c, _ = task_gradient(zero, TASK, algorithm="maml")
+    assert all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_reptile_is_the_weight_change_over_steps_times_lr():
+    model = Linear(steps=3, lr=0.05)
+    data = TASK.combined()
+    w, b = model.w.detach().clone(), model.b.detach().clone()
+    for _ in range(3):
+        gw, gb = grad(w, b, data)
+        w, b = w - 0.05 * gw, b - 0.05 * gb
+    grads, _ = task_gradient(model, TASK, algorithm="reptile")
+    torch.testing.assert_close(grads["w"], (model.w.detach() - w) / 0.15, rtol=0, atol=1e-12)
+    torch.testing.assert_close(grads["b"], (model.b.detach() - b) / 0.15, rtol=0, atol=1e-12)
+
+
+def test_plain_is_the_gradient_on_support_and_query_together():
+    model = Linear()
+    grads, _ = task_gradient(model, TASK, algorithm="plain")
+    expected_w, expected_b = grad(model.w.detach(), model.b.detach(), TASK.combined())
+    torch.testing.assert_close(grads["w"], expected_w, rtol=0, atol=1e-12)
+    torch.testing.assert_close(grads["b"], expected_b, rtol=0, atol=1e-12)
+
+
+def test_adapting_a_subset_leaves_the_other_parameters_meta_only():
+    model = Linear(steps=1, lr=0.1, adapted=["b"])
+    w, b = model.w.detach().clone(), model.b.detach().clone()
+    b_adapted = b - 0.1 * grad(w, b, TASK.support)[1]
+    expected_w, expected_b = grad(w, b_adapted, TASK.query)  # w is NOT adapted: query gradient at (w, b')
+    grads, _ = task_gradient(model, TASK, algorithm="fomaml")
+    torch.testing.assert_close(grads["w"], expected_w, rtol=0, atol=1e-12)
+    torch.testing.assert_close(grads["b"], expected_b, rtol=0, atol=1e-12)
+
+
+def test_meta_gradient_is_the_mean_over_tasks_and_apply_writes_grad():
+    model = Linear()
+    tasks = [TASK, TaskBatch(batch(2), batch(3)), TaskBatch(batch(4), batch(5))]
+    mean, stats = meta_gradient(model, tasks)
+    singles = [task_gradient(model, t)[0] for t in tasks]
+    torch.testing.assert_close(mean["w"], sum(s["w"] for s in singles) / 3, rtol=0, atol=1e-12)
+    apply_meta_gradient(model, mean)
+    assert torch.equal(model.w.grad, mean["w"]) and torch.equal(model.b.grad, mean["b"])
+    with pytest.raises(KeyError, match="missing"):
+        apply_meta_gradient(model, {"w": mean["w"]})
+    with pytest.raises(ValueError, match="unknown meta-learning algorithm 'anil'"):
+        task_gradient(model, TASK, algorithm="anil")
+
+
+def _song(seed: int, steps: int, config) -> AlignedSong:
+    g = torch.Generator().manual_seed(seed)
+    features = torch.randn(steps, config.frames_per_step, config.num_mel_bins, generator=g)
+    labels = torch.rand(steps, 2, generator=g) * 2 - 1
+    return AlignedSong(f"s{seed}", "a", features, labels, 0)
+
+
+@pytest.fixture(scope="module")
+def dsaml_task():
+    config = small_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, predictor_dropout=0.0,
+                          adaptation_steps=1, adaptation_lr=0.01)
+    torch.manual_seed(0)
+    model = DSAMLForDynamicEmotionRecognition(config).double()
+    support = {k: v.double() if v.is_floating_point() else v for k, v in collate([_song(1, 12, config)]).items()}
+    query = {k: v.double() if v.is_floating_point() else v
+             for k, v in collate([_song(2, 12, config), _song(3, 9, config)]).items()}
+    return model, TaskBatch(support, query, seed=7)
+
+
+def test_dsaml_maml_minus_fomaml_is_the_hessian_vector_product(dsaml_task):
+    """One inner step: MAML - FOMAML = -lr * H_support(theta) @ grad_query(theta')."""
+    model, task = dsaml_task
+    first, _ = task_gradient(model, task, algorithm="fomaml")
+    second, _ = task_gradient(model, task, algorithm="maml")
+    params = {n: p for n, p in model.named_parameters()}
+    names = list(params)
+    support_loss = functional_loss(model, {}, task.support)
+    g = torch.autograd.grad(support_loss, [params[n] for n in names], create_graph=True)
+    hvp = torch.autograd.grad(g, [params[n] for n in names], grad_outputs=[first[n] for n in names],
+                              allow_unused=True)
+    for name, h in zip(names, hvp):
+        expected = first[name] - 0.01 * (h if h is not None else 0)
+        torch.testing.assert_close(second[name], expected, rtol=1e-7, atol=1e-9)
+    assert max((second[n] - first[n]).abs().max() for n in names) > 0
+
+
+def test_task_seed_makes_dropout_reproducible():
+    torch.manual_seed(0)
+    config = small_config(adaptation_steps=1)
+    model = DSAMLForDynamicEmotionRecognition(config)
+    task = TaskBatch(collate([_song(1, 10, config)]), collate([_song(2, 10, config)]), seed=3)
+    a, _ = task_gradient(model, task)
+    torch.rand(5)  # the global RNG moves on; the task's gradient must not
+    b, _ = task_gradient(model, task)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    c, _ = task_gradient(model, TaskBatch(task.support, task.query, seed=4))
+    assert any(not torch.equal(a[k], c[k]) for k in a)  # other dropout masks
+
+
+def test_concat_batches_pads_steps():
+    config = small_config()
+    a, b = collate([_song(1, 6, config)]), collate([_song(2, 9, config), _song(3, 4, config)])
+    both = concat_batches(a, b)
+    assert both["input_features"].shape[:2] == (3, 9)
+    assert both["attention_mask"].sum(1).tolist() == [6, 9, 4]
+    assert torch.equal(both["labels"][0, :6], a["labels"][0]) and both["labels"][0, 6:].abs().sum() == 0
