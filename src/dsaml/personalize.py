@@ -391,7 +391,7 @@ def known_users(adapters_dir: str | os.PathLike) -> list[str]:
 def _adapter_folder(adapters_dir: str | os.PathLike, user: str | None) -> tuple[Path, str]:
     root = Path(adapters_dir)
     if not root.exists():
-        raise AdapterError(f"{root}: adapter folder not found")
+        raise AdapterError(f"{root}: adapter folder not found" + (f" (looking for user {user!r})" if user else ""))
     if (root / "adapter_config.json").is_file():  # one adapter folder given directly
         return root, user or root.name
     users = known_users(root)

@@ -1,0 +1,70 @@
+"""The model card template (top-level model_card.md, packaged) and `write_model_card`."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from conftest import small_config
+from huggingface_hub import ModelCard
+
+from dsaml.model_card import metrics_table, template, write_model_card
+
+ROOT = Path(__file__).resolve().parents[1]
+
+METRICS = {
+    "validation/before/ccc": 0.1234,
+    "validation/after/ccc": 0.3456,
+    "validation/after/rmse": 0.2,
+    "test/before/rmse": 0.25,
+    "test/after/rmse": 0.2,
+    "test/after/ccc": 0.41,
+    "train_loss": 0.5,
+}
+
+
+def test_template_is_single_sourced_and_packaged():
+    packaged = resources.files("dsaml").joinpath("model_card.md")
+    assert packaged.read_text(encoding="utf-8") == (ROOT / "model_card.md").read_text(encoding="utf-8")
+    link = ROOT / "src" / "dsaml" / "model_card.md"
+    assert link.is_symlink() and not Path(link.readlink()).is_absolute()
+    text = template()
+    for section in ("## Intended use", "### Out-of-scope use", "## Data and licences", "## Training protocol",
+                    "## Evaluation", "## Limitations", "## How to personalize", "## Citation"):
+        assert section in text
+    assert "non-commercial" in text and "2412.19200" in text
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '"model_card.md"' in pyproject
+
+
+def test_write_model_card_fills_everything(tmp_path):
+    config = small_config(adaptation_steps=16, adaptation_lr=0.005)
+    path = write_model_card(tmp_path / "best", config=config, metrics=METRICS,
+                            training_args={"meta_algorithm": "fomaml", "outer_lr": 1e-4, "tasks_per_step": 16},
+                            dataset="deam")
+    assert path == tmp_path / "best" / "README.md"
+    text = path.read_text()
+    assert not re.search(r"\{\{\s*\w+\s*\}\}", text), "unfilled placeholder"
+    card = ModelCard.load(path)
+    data = card.data.to_dict()
+    assert data["license"] == "other" and data["license_name"] == "non-commercial-research"
+    assert data["datasets"] == ["deam"] and "music-emotion-recognition" in data["tags"]
+    results = {(r["dataset"]["split"], m["type"]): m["value"]
+               for r in data["model-index"][0]["results"] for m in r["metrics"]}
+    assert results[("test", "ccc")] == pytest.approx(0.41) and results[("validation", "ccc")] == pytest.approx(0.3456)
+    # metrics table grouped by prefix, before/after as columns
+    assert "**validation**" in text and "**test**" in text
+    assert re.search(r"\| ccc \| 0\.1234 \| 0\.3456 \|", text)
+    assert "| `meta_algorithm` | fomaml |" in text
+    assert "16 SGD steps, learning rate 0.005" in text
+
+
+def test_synthetic_card_is_apache_and_metrics_table_handles_any_keys(tmp_path):
+    path = write_model_card(tmp_path, config=small_config(), metrics={}, training_args={}, dataset="synthetic:small")
+    data = ModelCard.load(path).data.to_dict()
+    assert data["license"] == "apache-2.0" and "model-index" not in data
+    assert "No metrics were recorded" in path.read_text()
+    table = metrics_table({"loss": 1.0, "val/rmse": 0.5, "a/b/c/d": 0.25})
+    assert "**metrics**" in table and "**val**" in table and "| d | 0.2500 |" in table
