@@ -249,3 +249,24 @@ def test_cli_personalize_lora_and_full(tmp_path, base, extractor, songs, capsys)
     assert main(["--model", str(model_dir), "--audio", str(short_audio), "--annotations", str(short_csv),
                  "--user", "alice", "--output", str(tmp_path / "adapters")]) == 1
     assert "too_short.csv" in capsys.readouterr().err
+
+
+def test_adapters_push_and_load_through_the_hub(hub, tmp_path, base, alice):
+    from peft import PeftModel
+
+    from dsaml.personalize import push_adapters
+
+    save_lora(base, alice, tmp_path / "adapters", rank=4)
+    push_adapters(tmp_path / "adapters", "someone/dsaml-adapters")
+    assert {"alice/adapter_config.json", "alice/adapter_model.safetensors", f"alice/{ADAPTER_INFO}"} <= set(
+        hub.files("someone/dsaml-adapters"))
+    from_hub = load_personalized(None, "someone/dsaml-adapters", "alice", model=_model())
+    local = load_personalized(None, tmp_path / "adapters", "alice", model=_model())
+    inputs = {"input_features": torch.randn(1, 8, 51, 128), "attention_mask": torch.ones(1, 8, dtype=torch.long)}
+    torch.testing.assert_close(_predict(from_hub, inputs), _predict(local, inputs), rtol=0, atol=0)
+    with pytest.raises(AdapterError, match="another base model"):
+        load_personalized(None, "someone/dsaml-adapters", "alice", model=_model(seed=3))
+    # and like any PEFT adapter: PeftModel.push_to_hub / from_pretrained(subfolder)
+    local.push_to_hub("someone/alice-peft")
+    again = PeftModel.from_pretrained(_model(), "someone/alice-peft", subfolder="alice", adapter_name="alice")
+    torch.testing.assert_close(_predict(again, inputs), _predict(local, inputs), rtol=0, atol=0)

@@ -59,6 +59,7 @@ __all__ = [
     "main",
     "personalize",
     "personalize_song",
+    "push_adapters",
     "read_annotations",
     "save_full",
     "save_lora",
@@ -251,6 +252,16 @@ def personalize(
     song = align_annotations(patches, annotations, step_seconds=config.step_seconds, song_id=Path(audio).stem,
                              annotator=user, value_range=value_range,
                              annotation_name=name or "annotation")
+    if config.global_encoder == "pretrained":  # the frozen encoder takes raw audio at its own rate (as SongStore)
+        import torchaudio
+
+        from dsaml.examples import AlignedSong as _Aligned
+
+        full = extractor.prepare_waveform(wave, rate, name=str(audio))[: patches.shape[0] * extractor.samples_per_step]
+        full = torchaudio.functional.resample(full, config.sampling_rate, config.global_encoder_sampling_rate)
+        per_step = full.numel() // patches.shape[0]
+        song = _Aligned(song.song_id, song.annotator, song.features, song.labels, song.start_step,
+                        full[song.start_step * per_step:(song.start_step + song.num_steps) * per_step])
     result = personalize_song(model, song, user=user, steps=steps, lr=lr, seed=seed)
     result.info.update({"audio": str(audio), "annotations": name})
     return result
@@ -388,8 +399,36 @@ def known_users(adapters_dir: str | os.PathLike) -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "adapter_config.json").is_file())
 
 
+def _local(adapters_dir: str | os.PathLike) -> Path:
+    """A local adapter folder, or a Hub repo id (`owner/name`) downloaded with `snapshot_download`."""
+    path = Path(adapters_dir)
+    text = str(adapters_dir)
+    if path.exists() or text.count("/") != 1 or text.startswith((".", "/")):
+        return path
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id=text, repo_type="model"))
+
+
+def push_adapters(adapters_dir: str | os.PathLike, repo_id: str, *, private: bool = False,
+                  commit_message: str = "Upload dsaml per-user LoRA adapters") -> str:
+    """Upload a folder of per-user adapters (or one user's adapter folder) to a Hub model repo, with the
+    `dsaml_adapter.json` base fingerprints. `load_personalized(base, repo_id, user)` reads it back.
+    (`PeftModel.push_to_hub` works too, but uploads the PEFT files only.)"""
+    from huggingface_hub import HfApi
+
+    folder = Path(adapters_dir)
+    if not (folder / "adapter_config.json").is_file() and not known_users(folder):
+        raise AdapterError(f"{folder}: no adapter to push (no adapter_config.json in it or its subfolders)")
+    api = HfApi()
+    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model",
+                             commit_message=commit_message, ignore_patterns=[".*", "**/.*"])
+    return str(getattr(info, "commit_url", info))
+
+
 def _adapter_folder(adapters_dir: str | os.PathLike, user: str | None) -> tuple[Path, str]:
-    root = Path(adapters_dir)
+    root = _local(adapters_dir)
     if not root.exists():
         raise AdapterError(f"{root}: adapter folder not found" + (f" (looking for user {user!r})" if user else ""))
     if (root / "adapter_config.json").is_file():  # one adapter folder given directly
@@ -451,9 +490,12 @@ def load_personalized(model_dir: str | os.PathLike, adapter_dir: str | os.PathLi
 
 
 def load_extractor(model_dir: str | os.PathLike, config: DSAMLConfig) -> DSAMLFeatureExtractor:
-    """The model folder's feature extractor, or the one its config implies."""
-    if (Path(model_dir) / "preprocessor_config.json").is_file():
-        return DSAMLFeatureExtractor.from_pretrained(str(model_dir))
+    """The feature extractor saved with the model (folder or Hub repo), or the one its config implies."""
+    if model_dir is not None:
+        try:
+            return DSAMLFeatureExtractor.from_pretrained(str(model_dir))
+        except (OSError, ValueError):
+            pass
     return DSAMLFeatureExtractor.from_model_config(config)
 
 
@@ -490,8 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.model)
-        extractor = load_extractor(args.model, model.config) if Path(args.model).is_dir() else \
-            DSAMLFeatureExtractor.from_model_config(model.config)
+        extractor = load_extractor(args.model, model.config)
         result = personalize(model, extractor, args.audio, args.annotations, user=args.user, steps=args.steps,
                              lr=args.lr, seed=args.seed, value_range=tuple(args.value_range))
         if args.mode == "full":

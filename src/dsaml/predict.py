@@ -172,11 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dsaml predict: error: {exc}", file=sys.stderr)
         return 1
     config = _config(model)
-    extractor = load_extractor(args.model, config) if Path(args.model).is_dir() else None
-    if extractor is None:
-        from dsaml.modeling import DSAMLFeatureExtractor
-
-        extractor = DSAMLFeatureExtractor.from_model_config(config)
+    extractor = load_extractor(args.model, config)
     files = _expand(args.inputs)
     if not files:
         print("dsaml predict: error: no audio files found in " + ", ".join(args.inputs), file=sys.stderr)
