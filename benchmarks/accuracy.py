@@ -1,0 +1,100 @@
+"""Accuracy on the synthetic PDMER set: unpersonalized vs 1-shot personalized, per annotator, mean and spread.
+
+Protocol (`dsaml evaluate`'s): for every held-out listener of the `pdmer_flat` test partition (never seen in
+meta-training), one support song, the rest (up to `--max-query-songs`) as query songs; scores (CCC, Pearson,
+RMSE, averaged over arousal and valence, per song then per annotator) of the model as is ("before") and of
+the model adapted on the support song with the model config's `adaptation_steps` / `adaptation_lr` ("after").
+
+It needs a trained model:
+
+    dsaml train --config synthetic_small --output_dir outputs/synthetic_small
+    python benchmarks/accuracy.py --model outputs/synthetic_small/best
+    python benchmarks/accuracy.py --model outputs/synthetic_small/best --quick   # 3 annotators, 2 query songs
+
+`--untrained` evaluates a randomly initialised small model instead (a smoke test of the script, not a figure).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+import common
+
+SCORES = ("ccc", "pearson", "rmse")
+
+
+def main() -> None:
+    p = common.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="a trained model folder (save_pretrained), e.g. outputs/synthetic_small/best")
+    p.add_argument("--dataset", default="synthetic:small", help="dataset folder, Hub repo or synthetic:<size>")
+    p.add_argument("--partition", default="test")
+    p.add_argument("--max-query-songs", type=int, default=None)
+    p.add_argument("--max-annotators", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--untrained", action="store_true", help="random small model (smoke test only)")
+    args = p.parse_args()
+    if not args.model and not args.untrained:
+        print("accuracy.py needs a trained model: run\n"
+              "  dsaml train --config synthetic_small --output_dir outputs/synthetic_small\n"
+              "then\n  python benchmarks/accuracy.py --model outputs/synthetic_small/best", file=sys.stderr)
+        sys.exit(2)
+    common.setup(args.threads)
+    import datasets
+
+    from dsaml.data import annotator_songs, dataset_metadata, dataset_root, load_pdmer
+    from dsaml.evaluation import evaluate_tasks, summarize
+    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+    from dsaml.song_store import SongStore
+    from dsaml.tasks import evaluation_tasks
+
+    datasets.disable_progress_bars()
+    if args.quick:
+        args.max_annotators = args.max_annotators or 3
+        args.max_query_songs = args.max_query_songs or 2
+    if args.untrained:
+        from common import SMALL
+
+        model = common.build_model("small", **{k: v for k, v in SMALL.items()}).eval()
+    else:
+        model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.model).eval()
+    root = dataset_root(args.dataset)
+    rows = load_pdmer(root, "pdmer_flat", split=args.partition)
+    store = SongStore(rows, root, model.config, dataset_metadata(root).get("value_range", (-1.0, 1.0)))
+    tasks = evaluation_tasks(annotator_songs(rows), support_songs=1, max_query_songs=args.max_query_songs,
+                             seed=args.seed)
+    tasks = tasks[: args.max_annotators] if args.max_annotators else tasks
+    records = evaluate_tasks(model, store, tasks)
+
+    per_annotator = [
+        {"annotator": r["annotator"], "num_query_songs": r["num_query_songs"],
+         **{f"{stage}/{s}": r[f"{stage}/{s}"] for stage in ("before", "after") for s in SCORES}}
+        for r in records
+    ]
+    spread = {}
+    for stage in ("before", "after"):
+        for s in SCORES:
+            values = np.array([r[f"{stage}/{s}"] for r in records])
+            spread[f"{stage}/{s}"] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                                      "min": float(values.min()), "max": float(values.max())}
+    summary = summarize(records)
+    figures = {
+        "model": args.model or "untrained small model (smoke test)", "dataset": args.dataset,
+        "partition": args.partition, "annotators": len(records),
+        "adaptation_steps": model.config.adaptation_steps, "adaptation_lr": model.config.adaptation_lr,
+        "max_query_songs": args.max_query_songs, "scores": spread,
+        "annotators_ccc_improved": summary["annotators_ccc_improved"],
+        "annotators_rmse_improved": summary["annotators_rmse_improved"],
+        "per_annotator": per_annotator,
+    }
+    for s in SCORES:
+        b, a = spread[f"before/{s}"], spread[f"after/{s}"]
+        print(f"{s:8s} before {b['mean']:.3f} ± {b['std']:.3f}   after {a['mean']:.3f} ± {a['std']:.3f}")
+    print(f"annotators improved (CCC): {summary['annotators_ccc_improved']}/{len(records)}")
+    common.write_result("accuracy" if not args.untrained else "accuracy_untrained_smoke", figures, args=args,
+                        path=args.output)
+
+
+if __name__ == "__main__":
+    main()

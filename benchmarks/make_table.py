@@ -1,0 +1,157 @@
+"""Write benchmarks/RESULTS.md (markdown tables) from benchmarks/results/*.json.
+
+For each benchmark the full run's JSON is used, or the `--quick` one (marked "quick") when only that exists.
+
+    python benchmarks/make_table.py [--results benchmarks/results] [--output benchmarks/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def load(results: Path, name: str) -> dict | None:
+    for candidate in (results / f"{name}.json", results / f"{name}_quick.json"):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
+
+
+def fmt(x, digits: int = 2) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        if abs(x) >= 100:
+            return f"{x:.0f}"
+        if x != 0 and abs(x) < 0.01:
+            return f"{x:.1e}"
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def source(doc: dict) -> str:
+    m = doc["machine"]
+    quick = " (--quick)" if doc.get("quick") else ""
+    return (f"_`{doc['command']}`{quick}, {doc['date_utc']}, {m.get('cpu_model', m.get('processor'))}, "
+            f"torch {m['torch']} with {m['torch_threads']} threads, 1-min load average at the end "
+            f"{fmt(m.get('load_average_1m_at_end'), 1)}._")
+
+
+def meta_section(doc: dict) -> list[str]:
+    out = ["## Meta-training step (`meta_step.py`)", ""]
+    rows, ref_rows = [], []
+    for size, fig in doc["figures"].items():
+        shape = (f"{fig['tasks_per_step']} tasks x (1 support + {fig['query_windows']} query windows of "
+                 f"{fig['window_steps']} steps), {fig['inner_steps']} inner steps")
+        for algo, a in fig["algorithms"].items():
+            rows.append([size, algo.replace("fomaml_reference", "FOMAML, official-style reference"),
+                         a["tasks_per_s"], a["outer_steps_per_s"], a["seconds_per_outer_step"], a["peak_rss_mib"], shape])
+        if "fomaml_reference" in fig["algorithms"]:
+            check = fig["reference_check"]
+            ref_rows.append([size, fig["algorithms"]["fomaml"]["seconds_per_outer_step"],
+                             fig["algorithms"]["fomaml_reference"]["seconds_per_outer_step"],
+                             f"{fig['speedup_vs_reference']:.2f}x", f"{check['max_abs_grad_diff']:.1e}",
+                             f"{check['max_abs_grad']:.2f}"])
+    out += table(["model", "algorithm", "tasks/s", "outer steps/s", "s / outer step", "peak RSS MiB", "task shape"], rows)
+    out += ["", "Ours (`dsaml.meta`, functional fast weights) vs the official-style meta-step (per-task deep copy, "
+            "step-by-step SGD; `reference_meta_step.py`), same tasks, same process, timed in alternation:", ""]
+    out += table(["model", "ours s/step", "reference s/step", "speed-up", "max abs meta-grad diff", "max abs meta-grad"], ref_rows)
+    return out + ["", source(doc), ""]
+
+
+def inference_section(doc: dict) -> list[str]:
+    out = ["## Inference real-time factor (`inference.py`)", "",
+           "Seconds of audio per second of compute, feature extraction included (waveform -> log-mel -> sliding "
+           "windows). `batch1`: one song per call, one window at a time; `batched`: 32 windows per forward, and "
+           "for the 45 s clip several clips per call.", ""]
+    rows = []
+    for size, fig in doc["figures"].items():
+        for case, c in fig["cases"].items():
+            rows.append([size, case, c["real_time_factor"], c["seconds"], c["songs_per_call"],
+                         c["feature_extraction_seconds"], c["peak_rss_mib"]])
+    out += table(["model", "audio / mode", "real-time factor", "seconds per call", "songs per call",
+                  "feature extraction s", "peak RSS MiB"], rows)
+    return out + ["", source(doc), ""]
+
+
+def personalization_section(doc: dict) -> list[str]:
+    out = ["## Personalization latency (`personalization.py`)", "",
+           "One listener from one 30 s annotated song, default settings of the model config.", ""]
+    rows = [[size, f["adaptation_steps"], f["support_windows"], f["adapt_s"], f["end_to_end_s"],
+             f["per_inner_step_s"], f["peak_rss_mib"], "yes" if f["under_1s"] else "no"]
+            for size, f in doc["figures"].items()]
+    out += table(["model", "inner steps", "support windows", "adapt s", "end to end s", "s per inner step",
+                  "peak RSS MiB", "< 1 s"], rows)
+    return out + ["", source(doc), ""]
+
+
+def accuracy_section(doc: dict) -> list[str]:
+    f = doc["figures"]
+    out = ["## Accuracy on synthetic PDMER (`accuracy.py`)", "",
+           f"Model `{f['model']}`, `{f['dataset']}` {f['partition']} partition (held-out listeners): "
+           f"{f['annotators']} annotators, 1 support song each, {f['adaptation_steps']} inner steps at lr "
+           f"{f['adaptation_lr']}. Mean ± standard deviation over annotators [min, max].", ""]
+    rows = []
+    for s in ("ccc", "pearson", "rmse"):
+        b, a = f["scores"][f"before/{s}"], f["scores"][f"after/{s}"]
+        rows.append([s.upper() if s != "pearson" else "PCC",
+                     f"{b['mean']:.3f} ± {b['std']:.3f} [{b['min']:.2f}, {b['max']:.2f}]",
+                     f"{a['mean']:.3f} ± {a['std']:.3f} [{a['min']:.2f}, {a['max']:.2f}]"])
+    out += table(["score", "unpersonalized", "1-shot personalized"], rows)
+    out += ["", f"Annotators improved: CCC {f['annotators_ccc_improved']}/{f['annotators']}, "
+                f"RMSE {f['annotators_rmse_improved']}/{f['annotators']}."]
+    return out + ["", source(doc), ""]
+
+
+def loading_section(doc: dict) -> list[str]:
+    f = doc["figures"]
+    out = ["## Dataset loading (`dataset_loading.py`)", "",
+           f"`{f['dataset']}`: {f['annotator_splits']} annotator splits, {fmt(f['folder_mib'], 0)} MiB. "
+           "Cold = empty `datasets` cache.", ""]
+    rows = [["one annotator split (`pdmer`, split=...)", f["one_split"]["cold_s"], f["one_split"]["warm_s"]],
+            ["`pdmer_flat` train split", f["flat_train_split"]["cold_s"], None],
+            ["filter one annotator from `pdmer_flat` train", f["flat_train_split"]["filter_one_annotator_s"], None]]
+    if "all_splits" in f:
+        rows.append([f"all {f['all_splits']['splits']} annotator splits", f["all_splits"]["cold_s"], None])
+    out += table(["what", "cold s", "warm s"], rows)
+    return out + ["", source(doc), ""]
+
+
+SECTIONS = [("meta_step", meta_section), ("inference", inference_section),
+            ("personalization", personalization_section), ("accuracy", accuracy_section),
+            ("dataset_loading", loading_section)]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    args = p.parse_args()
+    lines = ["# Benchmark results", "",
+             "Generated by `python benchmarks/make_table.py` from `benchmarks/results/*.json`; every figure was "
+             "measured on the machine named under its table (CPU only). Rerun: see benchmarks/README.md.", ""]
+    missing = []
+    for name, render in SECTIONS:
+        doc = load(args.results, name)
+        if doc is None:
+            missing.append(name)
+            continue
+        lines += render(doc)
+    if missing:
+        lines += ["Not yet measured: " + ", ".join(f"`{m}.py`" for m in missing) + ".", ""]
+    args.output.write_text("\n".join(lines))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

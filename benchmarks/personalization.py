@@ -1,0 +1,82 @@
+"""Personalization latency on CPU: one listener from ONE annotated song with the default settings (the model
+config's `adaptation_steps` / `adaptation_lr`, every trainable parameter adapted, training-mode inner loop),
+i.e. exactly what `dsaml personalize` and the evaluation protocol do (`dsaml.episodes.personalized_copy` on
+`support_batch`: every `window_steps` window of the song).
+
+Reported per model size:
+- `end_to_end_s`: 44.1 kHz waveform -> log-mel patches -> alignment with the curves -> adapted copy;
+- `adapt_s`: the adapted copy from ready features (deep copy + inner loop + writing the fast weights);
+- `per_inner_step_s`; peak RSS.
+The song is 30 s (one 60-step window, like the synthetic songs); content does not change the compute.
+
+    python benchmarks/personalization.py          # small and default model
+    python benchmarks/personalization.py --quick  # small model only
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+import common
+from inference import waveform
+
+
+def bench(size: str, seconds: float, repeats: int) -> dict:
+    import torch
+
+    from dsaml import DSAMLFeatureExtractor
+    from dsaml.episodes import personalized_copy, support_batch
+    from dsaml.examples import align, song_patches
+
+    model = common.build_model(size).eval()
+    config = model.config
+    extractor = DSAMLFeatureExtractor.from_model_config(config)
+    wave = waveform(seconds)
+    frames = int(seconds * 2)
+    rng = np.random.default_rng(0)
+    arousal, valence = (np.clip(np.cumsum(rng.normal(0, 0.05, frames)), -1, 1) for _ in range(2))
+
+    def features():
+        patches = song_patches(extractor, wave, config.sampling_rate, "benchmark song")
+        song = align(patches, arousal=arousal, valence=valence, start_seconds=0.0, frame_rate=2.0,
+                     step_seconds=config.step_seconds, song_id="song", annotator="listener")
+        return support_batch([song], config.window_steps)
+
+    support = features()
+
+    def personalize(batch):
+        with torch.enable_grad():
+            return personalized_copy(model, batch, seed=0)
+
+    personalize(support)  # warm-up
+    with common.PeakRSS() as mem:
+        adapt_t = common.timeit(lambda: personalize(support), warmup=0, repeats=repeats)
+    e2e_t = common.timeit(lambda: personalize(features()), warmup=0, repeats=repeats)
+    steps = config.adaptation_steps
+    out = {
+        "model": size, "parameters": common.num_parameters(model), "song_seconds": seconds,
+        "support_windows": int(support["input_features"].shape[0]), "window_steps": config.window_steps,
+        "adaptation_steps": steps, "adaptation_lr": config.adaptation_lr,
+        "adapt_s": adapt_t["median_s"], "adapt_all_s": adapt_t["all_s"],
+        "end_to_end_s": e2e_t["median_s"], "end_to_end_all_s": e2e_t["all_s"],
+        "per_inner_step_s": adapt_t["median_s"] / max(steps, 1),
+        "peak_rss_mib": mem.peak_mib, "memory_method": mem.method,
+        "under_1s": e2e_t["median_s"] < 1.0,
+    }
+    print(f"  {size:7s} {steps} steps: adapt {out['adapt_s']:.2f} s, end to end {out['end_to_end_s']:.2f} s "
+          f"({out['per_inner_step_s'] * 1000:.0f} ms per inner step), peak RSS {mem.peak_mib:.0f} MiB", flush=True)
+    return out
+
+
+def main() -> None:
+    p = common.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", nargs="+", default=None, choices=("small", "default"))
+    args = p.parse_args()
+    common.setup(args.threads)
+    plan = {"small": 3, "default": 1} if not args.quick else {"small": 1}
+    figures = {size: bench(size, 30.0, plan.get(size, 1)) for size in (args.sizes or plan)}
+    common.write_result("personalization", figures, args=args, path=args.output)
+
+
+if __name__ == "__main__":
+    main()
