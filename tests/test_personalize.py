@@ -130,7 +130,7 @@ def test_full_mode_round_trip_is_bit_identical(tmp_path, base, extractor, songs,
 
 
 def test_lora_round_trip_matches_in_memory_adapter(tmp_path, base, extractor, songs, alice):
-    folder = save_lora(base, alice, tmp_path / "adapters", rank=4)
+    folder = save_lora(base, alice, tmp_path / "adapters", rank=4, full_modules=["predictor.lstm"])
     assert folder == tmp_path / "adapters" / "alice"
     assert (folder / "adapter_config.json").is_file() and (folder / "adapter_model.safetensors").is_file()
     size_kb = (folder / "adapter_model.safetensors").stat().st_size / 1024
@@ -138,7 +138,9 @@ def test_lora_round_trip_matches_in_memory_adapter(tmp_path, base, extractor, so
     assert size_kb < weights_kb / 4
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["r"] == 4 and config["lora_alpha"] == 4 and config["peft_type"] == "LORA"
-    in_memory, _ = lora_adapter(base, alice, rank=4)
+    in_memory, report = lora_adapter(base, alice, rank=4, full_modules=["predictor.lstm"])
+    assert report["stored_whole"] == ["predictor.lstm"]
+    assert json.loads((folder / ADAPTER_INFO).read_text())["stored_whole"] == ["predictor.lstm"]
     loaded = load_personalized(None, tmp_path / "adapters", "alice", model=_model())
     inputs = _features(extractor, songs["other"][0])
     torch.testing.assert_close(_predict(loaded, inputs), _predict(in_memory, inputs), rtol=0, atol=1e-6)
@@ -160,9 +162,16 @@ def test_lora_error_shrinks_with_rank_and_is_exact_at_full_rank(base, extractor,
     assert shift > 1e-3
     assert errors[1] > errors[128]
     assert errors[128] < 1e-5 * max(1.0, shift) + 1e-6  # float32 rounding only: W x + (B A) x vs (W + dW) x
-    # with all parameters adapted, the non-Linear changes are reported as not stored
-    _, report = lora_adapter(base, personalize(base, extractor, *songs["alice"], user="alice"), rank=4)
+    # with all parameters adapted, the non-Linear changes are reported as not stored ...
+    everything = personalize(base, extractor, *songs["alice"], user="alice")
+    partial, report = lora_adapter(base, everything, rank=128)
     assert any("lstm" in name for name in report["not_stored"])
+    # ... unless stored whole (PEFT modules_to_save, incl. BatchNorm statistics): then the adapter is exact
+    exact, report = lora_adapter(base, everything, rank=128, full_modules=["*"])
+    assert report["not_stored"] == [] and "predictor.lstm" in report["stored_whole"]
+    target = _predict(everything.model, inputs)
+    assert (_predict(partial, inputs) - target).abs().max() > 10 * (_predict(exact, inputs) - target).abs().max()
+    torch.testing.assert_close(_predict(exact, inputs), target, rtol=0, atol=1e-5)
 
 
 def test_two_users_on_one_base_and_set_adapter(tmp_path, base, extractor, songs, alice):

@@ -28,7 +28,8 @@ SCORES = ("rmse", "pearson", "ccc")
 
 def evaluate_tasks(model, store, tasks, *, steps: int | None = None, lr: float | None = None,
                    seed: int | None = None,
-                   mode: str = "full", rank: int = 8, progress: bool = False) -> list[dict]:
+                   mode: str = "full", rank: int = 4, full_modules: Sequence[str] = (),
+                   progress: bool = False) -> list[dict]:
     """Per-annotator scores before and after personalization.
 
     Args:
@@ -55,7 +56,7 @@ def evaluate_tasks(model, store, tasks, *, steps: int | None = None, lr: float |
         before = score_songs(predict_songs(model, query, window, hop), references)
         result = personalize_song(model, support, user=task.annotator, steps=steps, lr=lr,
                                   seed=task.seed if seed is None else seed)
-        adapted = result.model if mode == "full" else lora_adapter(model, result, rank=rank)[0]
+        adapted = result.model if mode == "full" else lora_adapter(model, result, rank=rank, full_modules=full_modules)[0]
         after = score_songs(predict_songs(adapted, query, window, hop), references)
         record = {"annotator": task.annotator, "support_songs": [s.song_id for s in support],
                   "num_query_songs": len(query), "support_loss_before": result.support_loss_before,
@@ -180,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_annotators", type=int, default=None, help="evaluate only the first N annotators")
     parser.add_argument("--mode", choices=("full", "lora"), default="full",
                         help="personalized weights to score: the full adapted model or its LoRA adapter")
-    parser.add_argument("--rank", type=int, default=8)
+    parser.add_argument("--rank", type=int, default=4)
+    parser.add_argument("--full_modules", nargs="*", default=[], metavar="PATTERN",
+                        help="lora mode: non-Linear modules stored whole (see dsaml personalize --help)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0, help="seed of the support/query split per annotator")
@@ -222,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                              max_query_songs=args.max_query_songs, seed=args.seed)
     tasks = tasks[: args.max_annotators] if args.max_annotators else tasks
     records = evaluate_tasks(model, store, tasks, steps=args.steps, lr=args.lr, mode=args.mode,
-                             rank=args.rank, progress=True)
+                             rank=args.rank, full_modules=args.full_modules, progress=True)
     meta = {"model": args.model, "dataset": args.dataset, "partition": args.partition, "mode": args.mode,
             "rank": args.rank if args.mode == "lora" else None, "support_songs": args.support_songs,
             "steps": args.steps or model.config.adaptation_steps, "lr": args.lr or model.config.adaptation_lr}

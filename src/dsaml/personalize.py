@@ -313,14 +313,20 @@ def _linear_targets(model: nn.Module, fast: Mapping[str, torch.Tensor]) -> list[
     return names
 
 
-def lora_adapter(base: DSAMLForDynamicEmotionRecognition, result: Personalization, *, rank: int = 8,
-                 base_name_or_path: str | None = None):
+def lora_adapter(base: DSAMLForDynamicEmotionRecognition, result: Personalization, *, rank: int = 4,
+                 full_modules: Sequence[str] = (), base_name_or_path: str | None = None):
     """A PEFT model (deep copy of `base`) holding `result` as a LoRA adapter named after the user.
 
     Every adapted `nn.Linear` gets `lora_B @ lora_A` = the rank-`rank` truncated SVD of `W' - W` (scaling 1)
-    and its bias change in the LoRA bias; exact when `rank >= rank(W' - W)`. Returns `(peft_model, report)`
-    where `report` gives, per module, the relative Frobenius error of the truncation."""
+    and its bias change in the LoRA bias; exact when `rank >= rank(W' - W)`. Modules matching `full_modules`
+    (names, prefixes or globs, e.g. `"*norm*"`, `"predictor.lstm"`, `"*"`) whose parameters or buffers changed
+    and that are not `nn.Linear` are stored whole, as PEFT `modules_to_save` (this is how the LSTM, the norms
+    (incl. BatchNorm statistics the train-mode inner loop updates) and the convolutions can travel in the
+    adapter). Returns `(peft_model, report)`: per LoRA module the relative Frobenius error of the truncation,
+    the modules stored whole, and the adapted parameters the adapter does NOT carry."""
     from peft import LoraConfig, get_peft_model
+
+    from dsaml.adaptation import matches
 
     if rank < 1:
         raise ValueError(f"LoRA rank must be >= 1, got {rank}")
@@ -329,12 +335,22 @@ def lora_adapter(base: DSAMLForDynamicEmotionRecognition, result: Personalizatio
     if not targets:
         raise AdapterError("the inner loop adapted no nn.Linear layer; a LoRA adapter cannot store this "
                            "personalization (use --mode full)")
+    base_state = base.state_dict()
+    adapted_state = result.model.state_dict()
+    whole = []
+    if full_modules:
+        for name, module in base.named_modules():
+            if not name or isinstance(module, nn.Linear) or list(module.children()):
+                continue
+            local = [f"{name}.{k}" for k in module.state_dict()]
+            changed = any(not torch.equal(base_state[k], adapted_state[k]) for k in local if k in adapted_state)
+            if local and changed and matches(name, list(full_modules)):
+                whole.append(name)
     lora_config = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=targets, lora_bias=True,
-                             init_lora_weights=True, bias="none")
+                             init_lora_weights=True, bias="none", modules_to_save=whole or None)
     lora_config.base_model_name_or_path = base_name_or_path or getattr(base, "name_or_path", None) or None
     peft_model = get_peft_model(copy.deepcopy(base), lora_config, adapter_name=result.user)
     report: dict[str, float] = {}
-    stored = 0
     with torch.no_grad():
         modules = dict(peft_model.base_model.model.named_modules())
         for name in targets:
@@ -357,19 +373,25 @@ def lora_adapter(base: DSAMLForDynamicEmotionRecognition, result: Personalizatio
                     b.bias.copy_(result.fast_weights[b_name] - base_params[b_name])
                 else:
                     b.bias.zero_()
-            stored += 1
+        for name in whole:
+            copy_ = modules[name].modules_to_save[result.user]
+            for key, tensor in copy_.state_dict(keep_vars=True).items():
+                tensor.data.copy_(adapted_state[f"{name}.{key}"])
+    stored = {f"{t}.weight" for t in targets} | {f"{t}.bias" for t in targets}
     not_stored = sorted(n for n in result.fast_weights
-                        if not any(n in (f"{t}.weight", f"{t}.bias") for t in targets)
+                        if n not in stored and not any(n.startswith(w + ".") for w in whole)
                         and not torch.equal(result.fast_weights[n], base_params[n]))
     peft_model.eval()
-    return peft_model, {"relative_truncation_error": report, "modules": stored, "not_stored": not_stored}
+    return peft_model, {"relative_truncation_error": report, "modules": len(targets), "stored_whole": whole,
+                        "not_stored": not_stored}
 
 
 def save_lora(base: DSAMLForDynamicEmotionRecognition, result: Personalization, adapters_dir: str | os.PathLike, *,
-              rank: int = 8, base_name_or_path: str | None = None) -> Path:
+              rank: int = 4, full_modules: Sequence[str] = (), base_name_or_path: str | None = None) -> Path:
     """Save `result` as a PEFT LoRA adapter in `<adapters_dir>/<user>/` (adapter_config.json,
     adapter_model.safetensors, dsaml_adapter.json). Returns the user's adapter folder."""
-    peft_model, report = lora_adapter(base, result, rank=rank, base_name_or_path=base_name_or_path)
+    peft_model, report = lora_adapter(base, result, rank=rank, full_modules=full_modules,
+                                      base_name_or_path=base_name_or_path)
     root = Path(adapters_dir)
     import warnings
 
@@ -381,7 +403,8 @@ def save_lora(base: DSAMLForDynamicEmotionRecognition, result: Personalization, 
     if not (folder / "adapter_config.json").is_file():  # peft writes a named adapter to a subfolder
         raise AdapterError(f"peft did not write the adapter to {folder}")
     info = dict(result.info, mode="lora", rank=rank, base_fingerprint=base_fingerprint(base),
-                lora_modules=report["modules"], relative_truncation_error=report["relative_truncation_error"],
+                lora_modules=report["modules"], stored_whole=report["stored_whole"],
+                relative_truncation_error=report["relative_truncation_error"],
                 adapted_but_not_stored=report["not_stored"])
     (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
     return folder
@@ -517,7 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="full: the personalized model folder (default: personalized/<user>); lora: the folder "
                              "of per-user adapters (default: adapters/), the adapter goes to <output>/<user>/")
     parser.add_argument("--mode", choices=("lora", "full"), default="lora")
-    parser.add_argument("--rank", type=int, default=8, help="LoRA rank (lora mode)")
+    parser.add_argument("--rank", type=int, default=4, help="LoRA rank (lora mode)")
+    parser.add_argument("--full_modules", nargs="*", default=[], metavar="PATTERN",
+                        help="lora mode: non-Linear modules to store whole in the adapter (PEFT modules_to_save), "
+                             "e.g. '*norm*' 'predictor.lstm', or '*' for an exact adapter")
     parser.add_argument("--steps", type=int, default=None, help="inner steps (default: the model's adaptation_steps)")
     parser.add_argument("--lr", type=float, default=None, help="inner learning rate (default: adaptation_lr)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the inner loop (dropout)")
@@ -538,7 +564,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "full":
             out = save_full(result, args.output or Path("personalized") / args.user, extractor, base=model)
         else:
-            out = save_lora(model, result, args.output or "adapters", rank=args.rank, base_name_or_path=args.model)
+            out = save_lora(model, result, args.output or "adapters", rank=args.rank,
+                            full_modules=args.full_modules, base_name_or_path=args.model)
     except (AudioError, AnnotationError, AdapterError, UnknownUserError) as exc:
         print(f"dsaml personalize: error: {exc}", file=sys.stderr)
         return 1
