@@ -28,7 +28,7 @@ SCORES = ("rmse", "pearson", "ccc")
 
 def evaluate_tasks(model, store, tasks, *, steps: int | None = None, lr: float | None = None,
                    seed: int | None = None,
-                   mode: str = "full", rank: int = 4, full_modules: Sequence[str] = (),
+                   mode: str = "full", rank: int = 4, full_modules: Sequence[str] | None = None,
                    progress: bool = False) -> list[dict]:
     """Per-annotator scores before and after personalization.
 
@@ -56,7 +56,11 @@ def evaluate_tasks(model, store, tasks, *, steps: int | None = None, lr: float |
         before = score_songs(predict_songs(model, query, window, hop), references)
         result = personalize_song(model, support, user=task.annotator, steps=steps, lr=lr,
                                   seed=task.seed if seed is None else seed)
-        adapted = result.model if mode == "full" else lora_adapter(model, result, rank=rank, full_modules=full_modules)[0]
+        if mode == "full":
+            adapted = result.model
+        else:
+            extra = {} if full_modules is None else {"full_modules": full_modules}
+            adapted = lora_adapter(model, result, rank=rank, **extra)[0]
         after = score_songs(predict_songs(adapted, query, window, hop), references)
         record = {"annotator": task.annotator, "support_songs": [s.song_id for s in support],
                   "num_query_songs": len(query), "support_loss_before": result.support_loss_before,
@@ -182,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=("full", "lora"), default="full",
                         help="personalized weights to score: the full adapted model or its LoRA adapter")
     parser.add_argument("--rank", type=int, default=4)
-    parser.add_argument("--full_modules", nargs="*", default=[], metavar="PATTERN",
+    parser.add_argument("--full_modules", nargs="*", default=None, metavar="PATTERN",
                         help="lora mode: non-Linear modules stored whole (see dsaml personalize --help)")
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
