@@ -8,7 +8,8 @@ Modes:
   per call (the extractor pads them into one batch).
 
 The audio is a synthetic tone with noise (compute does not depend on the content). Model in eval mode under
-`torch.inference_mode()`.
+`torch.inference_mode()`. Sliding windows: `window_steps` (60) every `inference_hop_steps` (10), so every step
+is computed ~6 times: a 10 min song is 115 windows. The 10 min song is timed once (no repeat).
 
     python benchmarks/inference.py           # 45 s and 10 min, small and default model
     python benchmarks/inference.py --quick   # small model, 45 s and 2 min, < 1 min
@@ -36,7 +37,7 @@ def run(model, extractor, clips: list[np.ndarray], rate: int, window_batch: int)
                                   global_input_values=inputs.get("global_input_values"), batch_size=window_batch)
 
 
-def bench(size: str, durations: dict[str, float], repeats: int, clips_batched: int) -> dict:
+def bench(size: str, durations: dict[str, float], repeats: int, clips_batched: int, long_modes=("batch1", "batched")) -> dict:
     import torch
 
     from dsaml import DSAMLFeatureExtractor
@@ -52,10 +53,12 @@ def bench(size: str, durations: dict[str, float], repeats: int, clips_batched: i
         modes = {"batch1": ([wave], 1), "batched": ([wave], 32)}
         if seconds <= 60:
             modes["batched"] = ([waveform(seconds, seed=i) for i in range(clips_batched)], 32)
+        else:
+            modes = {m: modes[m] for m in long_modes}
         for mode, (clips, window_batch) in modes.items():
             with common.PeakRSS() as mem:
                 timing = common.timeit(lambda: run(model, extractor, clips, rate, window_batch),
-                                       warmup=0, repeats=repeats)
+                                       warmup=0, repeats=repeats if seconds <= 60 else 1)
             with torch.inference_mode():  # feature extraction alone, for its share
                 fx = common.timeit(lambda: extractor(clips if len(clips) > 1 else clips[0], sampling_rate=rate),
                                    warmup=0, repeats=1)
@@ -77,13 +80,20 @@ def bench(size: str, durations: dict[str, float], repeats: int, clips_batched: i
 def main() -> None:
     p = common.parser(__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", default=None, choices=("small", "default"))
+    p.add_argument("--long-sizes", nargs="+", default=None, choices=("small", "default"),
+                   help="models timed on the 10 min song (default: both; each call runs 115 windows)")
+    p.add_argument("--long-modes", nargs="+", default=["batch1", "batched"], choices=("batch1", "batched"))
     args = p.parse_args()
     common.setup(args.threads)
     if args.quick:
         sizes, durations, repeats, clips = ["small"], {"45s": 45.0, "2min": 120.0}, 1, 4
     else:
         sizes, durations, repeats, clips = ["small", "default"], {"45s": 45.0, "10min": 600.0}, 2, 8
-    figures = {size: bench(size, durations, repeats, clips) for size in (args.sizes or sizes)}
+    long_sizes = args.long_sizes or sizes
+    figures = {}
+    for size in args.sizes or sizes:
+        wanted = {k: v for k, v in durations.items() if v <= 60 or size in long_sizes}
+        figures[size] = bench(size, wanted, repeats, clips, tuple(args.long_modes))
     common.write_result("inference", figures, args=args, path=args.output)
 
 
