@@ -22,6 +22,7 @@ METRICS = {
     "test/after/rmse": 0.2,
     "test/after/ccc": 0.41,
     "train_loss": 0.5,
+    "test/annotators": 6,
 }
 
 
@@ -58,6 +59,7 @@ def test_write_model_card_fills_everything(tmp_path):
     assert "**validation**" in text and "**test**" in text
     assert re.search(r"\| ccc \| 0\.1234 \| 0\.3456 \|", text)
     assert "| `meta_algorithm` | fomaml |" in text
+    assert "- annotators: 6" in text and "| train_loss | 0.5000 |" in text
     assert "16 SGD steps, learning rate 0.005" in text
 
 

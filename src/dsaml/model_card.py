@@ -34,6 +34,8 @@ def dataset_license(dataset: str) -> str:
 
 
 def _format(value) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e9:
+        return str(int(value))
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4f}"
     return str(value)
@@ -56,13 +58,20 @@ def metrics_table(metrics: Mapping[str, float]) -> str:
         groups.setdefault(group, {}).setdefault(row, {})[column] = value
     blocks = []
     for group, rows in groups.items():
+        # rows with a single plain value (counts, best step) go below the table when the group has a table
+        plain = {r: c["value"] for r, c in rows.items() if set(c) == {"value"}}
+        table = {r: c for r, c in rows.items() if r not in plain} or {r: {"value": v} for r, v in plain.items()}
+        if len(table) == len(rows):
+            plain = {}
         columns: list[str] = []
-        for cells in rows.values():
+        for cells in table.values():
             columns += [c for c in cells if c not in columns]
         lines = [f"**{group}**", "", "| metric | " + " | ".join(columns) + " |",
                  "|---|" + "---|" * len(columns)]
-        for row, cells in rows.items():
+        for row, cells in table.items():
             lines.append(f"| {row} | " + " | ".join(_format(cells[c]) if c in cells else "" for c in columns) + " |")
+        if plain:
+            lines += [""] + [f"- {row}: {_format(value)}" for row, value in plain.items()]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
