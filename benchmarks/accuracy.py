@@ -30,7 +30,8 @@ def main() -> None:
     p.add_argument("--model", help="a trained model folder (save_pretrained), e.g. outputs/synthetic_small/best")
     p.add_argument("--dataset", default="synthetic:small", help="dataset folder, Hub repo or synthetic:<size>")
     p.add_argument("--partition", default="test")
-    p.add_argument("--max-query-songs", type=int, default=None)
+    p.add_argument("--max-query-songs", type=int, default=4,
+                   help="query songs per annotator (default 4, as synthetic_small.yaml's test evaluation; 0 = all)")
     p.add_argument("--max-annotators", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--untrained", action="store_true", help="random small model (smoke test only)")
@@ -52,7 +53,7 @@ def main() -> None:
     datasets.disable_progress_bars()
     if args.quick:
         args.max_annotators = args.max_annotators or 3
-        args.max_query_songs = args.max_query_songs or 2
+        args.max_query_songs = 2
     if args.untrained:
         from common import SMALL
 
@@ -62,7 +63,7 @@ def main() -> None:
     root = dataset_root(args.dataset)
     rows = load_pdmer(root, "pdmer_flat", split=args.partition)
     store = SongStore(rows, root, model.config, dataset_metadata(root).get("value_range", (-1.0, 1.0)))
-    tasks = evaluation_tasks(annotator_songs(rows), support_songs=1, max_query_songs=args.max_query_songs,
+    tasks = evaluation_tasks(annotator_songs(rows), support_songs=1, max_query_songs=args.max_query_songs or None,
                              seed=args.seed)
     tasks = tasks[: args.max_annotators] if args.max_annotators else tasks
     records = evaluate_tasks(model, store, tasks)

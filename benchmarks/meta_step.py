@@ -137,7 +137,7 @@ def main() -> None:
               f"(max |grad| {check['max_abs_grad']:.2e}); speed-up {figures[size].get('speedup_vs_reference', 0):.2f}x (median), "
               f"{figures[size].get('speedup_vs_reference_min', 0):.2f}x (best times)",
               flush=True)
-    common.write_result("meta_step", figures, args=args, path=args.output)
+        common.write_result("meta_step", figures, args=args, path=args.output)  # after each size: partial results survive
 
 
 if __name__ == "__main__":

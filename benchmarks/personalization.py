@@ -102,7 +102,7 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=None, choices=("small", "default"))
     args = p.parse_args()
     common.setup(args.threads)
-    plan = {"small": 3, "default": 1} if not args.quick else {"small": 1}
+    plan = {"small": 2, "default": 1} if not args.quick else {"small": 1}
     figures = {size: bench(size, 30.0, plan.get(size, 1)) for size in (args.sizes or plan)}
     common.write_result("personalization", figures, args=args, path=args.output)
 
