@@ -89,13 +89,16 @@ def inference_section(doc: dict) -> list[str]:
            "windows). `batch1`: one song per call, one window at a time; `batched`: 32 windows per forward, and "
            "for the 45 s clip several clips per call.", ""]
     rows = []
-    for size, fig in doc["figures"].items():
+    extra = [load(Path(_RESULTS[0]), path.stem) for path in sorted(Path(_RESULTS[0]).glob("inference_*.json"))
+             if not path.stem.endswith("_quick")] if _RESULTS else []
+    figures = [(size, fig) for d in [doc, *[e for e in extra if e]] for size, fig in d["figures"].items()]
+    for size, fig in figures:
         for case, c in fig["cases"].items():
             rows.append([size, case, c["real_time_factor"], c["seconds"], c["songs_per_call"],
                          c["feature_extraction_seconds"], c["peak_rss_mib"]])
     out += table(["model", "audio / mode", "real-time factor", "seconds per call", "songs per call",
                   "feature extraction s", "peak RSS MiB"], rows)
-    return out + ["", source(doc), ""]
+    return out + ["", source(doc)] + [source(e) for e in extra if e] + [""]
 
 
 def personalization_section(doc: dict) -> list[str]:
