@@ -123,8 +123,8 @@ def main() -> None:
         plans = {"small": dict(tasks=2, query=2, window=20, steps=2, repeats=1, warmup=1)}
     else:
         plans = {
-            "small": dict(tasks=2, query=2, window=60, steps=4, repeats=4, warmup=1),
-            "default": dict(tasks=1, query=2, window=60, steps=2, repeats=2, warmup=1),
+            "small": dict(tasks=4, query=4, window=60, steps=4, repeats=3, warmup=1),
+            "default": dict(tasks=2, query=2, window=60, steps=4, repeats=2, warmup=1),
         }
     sizes = args.sizes or list(plans)
     figures = {}
