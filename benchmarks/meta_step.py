@@ -10,6 +10,12 @@ timed in alternation (A, B, A, B, ...) so background load on a shared machine hi
 
     python benchmarks/meta_step.py            # defaults below, a few minutes on 2 cores
     python benchmarks/meta_step.py --quick    # small model only, tiny tasks, < 1 min
+    python benchmarks/meta_step.py --adapted predictor --algorithms fomaml   # -> results/meta_step_predictor.json
+
+With `--adapted predictor` (a model meta-trained with `adapted_parameters: [predictor]`) ours runs the encoder
+once per task and the inner steps on the predictor alone (`dsaml.adaptation`), while the reference still runs
+the whole copy at every inner step; their meta-gradients are compared with dropout off (`model.eval()`), since
+ours draws the encoder's dropout masks once per task rather than once per inner step.
 """
 
 from __future__ import annotations
@@ -29,15 +35,15 @@ def make_tasks(config, *, tasks: int, query: int, window: int, seed: int = 0):
     ]
 
 
-def outer_step_fn(model, tasks, algorithm, steps, lr, optimizer, reference=False):
+def outer_step_fn(model, tasks, algorithm, steps, lr, optimizer, reference=False, adapted=None):
     from dsaml.meta import apply_meta_gradient, meta_gradient
     from reference_meta_step import reference_meta_gradient
 
     def run():
         if reference:
-            grads, _ = reference_meta_gradient(model, tasks, steps=steps, lr=lr)
+            grads, _ = reference_meta_gradient(model, tasks, steps=steps, lr=lr, adapted=adapted)
         else:
-            grads, _ = meta_gradient(model, tasks, algorithm=algorithm, steps=steps, lr=lr)
+            grads, _ = meta_gradient(model, tasks, algorithm=algorithm, steps=steps, lr=lr, adapted=adapted)
         apply_meta_gradient(model, grads)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -45,13 +51,16 @@ def outer_step_fn(model, tasks, algorithm, steps, lr, optimizer, reference=False
     return run
 
 
-def max_grad_diff(model, tasks, steps, lr) -> dict:
+def max_grad_diff(model, tasks, steps, lr, adapted=None) -> dict:
     """Ours (fomaml) vs the reference on the same tasks and weights: max |diff| and max |grad|."""
     from dsaml.meta import meta_gradient
     from reference_meta_step import reference_meta_gradient
 
-    ours, ours_stats = meta_gradient(model, tasks, algorithm="fomaml", steps=steps, lr=lr)
-    ref, ref_stats = reference_meta_gradient(model, tasks, steps=steps, lr=lr)
+    was_training = model.training
+    model.train(not adapted)  # predictor-only: compare without dropout (see the module docstring)
+    ours, ours_stats = meta_gradient(model, tasks, algorithm="fomaml", steps=steps, lr=lr, adapted=adapted)
+    ref, ref_stats = reference_meta_gradient(model, tasks, steps=steps, lr=lr, adapted=adapted)
+    model.train(was_training)
     assert set(ours) == set(ref)
     diff = max(float((ours[k] - ref[k]).abs().max()) for k in ours)
     scale = max(float(ref[k].abs().max()) for k in ref)
@@ -60,7 +69,7 @@ def max_grad_diff(model, tasks, steps, lr) -> dict:
 
 
 def bench_size(size: str, *, tasks: int, query: int, window: int, steps: int, algorithms, repeats: int,
-               warmup: int, lr: float = 5e-3) -> dict:
+               warmup: int, lr: float = 5e-3, adapted=None) -> dict:
     import torch
 
     model = common.build_model(size)
@@ -70,15 +79,16 @@ def bench_size(size: str, *, tasks: int, query: int, window: int, steps: int, al
     initial = {k: v.clone() for k, v in model.state_dict().items()}
     out = {"model": size, "parameters": common.num_parameters(model), "tasks_per_step": tasks,
            "support_windows": 1, "query_windows": query, "window_steps": window, "inner_steps": steps,
-           "inner_lr": lr, "algorithms": {}}
+           "inner_lr": lr, "adapted": list(adapted or []), "algorithms": {}}
     # equal results first (fresh weights), then timings
-    out["reference_check"] = max_grad_diff(model, batch, steps, lr)
+    out["reference_check"] = max_grad_diff(model, batch, steps, lr, adapted)
     for algorithm in algorithms:
         model.load_state_dict(initial)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
-        runs = {"ours": outer_step_fn(model, batch, algorithm, steps, lr, optimizer)}
+        runs = {"ours": outer_step_fn(model, batch, algorithm, steps, lr, optimizer, adapted=adapted)}
         if algorithm == "fomaml":
-            runs["reference"] = outer_step_fn(model, batch, algorithm, steps, lr, optimizer, reference=True)
+            runs["reference"] = outer_step_fn(model, batch, algorithm, steps, lr, optimizer, reference=True,
+                                              adapted=adapted)
         for run in runs.values():
             for _ in range(warmup):
                 run()
@@ -117,7 +127,10 @@ def main() -> None:
     p = common.parser(__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", default=None, choices=("small", "default"))
     p.add_argument("--algorithms", nargs="+", default=["fomaml", "maml", "reptile"])
+    p.add_argument("--adapted", nargs="+", default=None, metavar="PREFIX",
+                   help="adapt only these parameters in the inner loop (e.g. predictor); default: all")
     args = p.parse_args()
+    name = "meta_step" + ("_" + "_".join(a.replace(".", "-") for a in args.adapted) if args.adapted else "")
     common.setup(args.threads)
     if args.quick:
         plans = {"small": dict(tasks=2, query=2, window=20, steps=2, repeats=1, warmup=1)}
@@ -131,13 +144,13 @@ def main() -> None:
     for size in sizes:
         plan = plans.get(size, plans.get("small"))
         print(f"{size}: {plan}", flush=True)
-        figures[size] = bench_size(size, algorithms=args.algorithms, **plan)
+        figures[size] = bench_size(size, algorithms=args.algorithms, adapted=args.adapted, **plan)
         check = figures[size]["reference_check"]
         print(f"  {size}: ours vs reference max |grad diff| {check['max_abs_grad_diff']:.2e} "
               f"(max |grad| {check['max_abs_grad']:.2e}); speed-up {figures[size].get('speedup_vs_reference', 0):.2f}x (median), "
               f"{figures[size].get('speedup_vs_reference_min', 0):.2f}x (best times)",
               flush=True)
-        common.write_result("meta_step", figures, args=args, path=args.output)  # after each size: partial results survive
+        common.write_result(name, figures, args=args, path=args.output)  # after each size: partial results survive
 
 
 if __name__ == "__main__":

@@ -10,6 +10,10 @@ algorithm="fomaml")` number for number.
 
     from reference_meta_step import reference_meta_gradient
     grads, stats = reference_meta_gradient(model, tasks, steps=4, lr=5e-3)
+
+`adapted` (parameter-name prefixes, e.g. ["predictor"]) restricts the inner SGD to those parameters, as
+`adapted_parameters` does in dsaml; the copy still runs the WHOLE model at every inner step, as the official
+code's clone would.
 """
 
 from __future__ import annotations
@@ -21,16 +25,18 @@ from collections.abc import Sequence
 import torch
 
 
-def _task(model, task, steps: int, lr: float) -> tuple[dict[str, torch.Tensor], float]:
+def _task(model, task, steps: int, lr: float, adapted: Sequence[str] | None) -> tuple[dict[str, torch.Tensor], float]:
     learner = copy.deepcopy(model)  # learn2learn: maml.clone()
     learner.train(model.training)
-    optimizer = torch.optim.SGD([p for p in learner.parameters() if p.requires_grad], lr=lr)
+    inner = [p for n, p in learner.named_parameters()
+             if p.requires_grad and (not adapted or any(n == a or n.startswith(a + ".") for a in adapted))]
+    optimizer = torch.optim.SGD(inner, lr=lr)
     for _ in range(steps):  # learner.adapt(loss) with first_order=True
-        optimizer.zero_grad(set_to_none=True)
+        learner.zero_grad(set_to_none=True)
         loss = learner(**task.support, return_dict=True).loss
         loss.backward()
         optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    learner.zero_grad(set_to_none=True)
     query_loss = learner(**task.query, return_dict=True).loss
     query_loss.backward()
     grads = {
@@ -41,7 +47,8 @@ def _task(model, task, steps: int, lr: float) -> tuple[dict[str, torch.Tensor], 
     return grads, float(query_loss.detach())
 
 
-def reference_meta_gradient(model, tasks: Sequence, *, steps: int | None = None, lr: float | None = None):
+def reference_meta_gradient(model, tasks: Sequence, *, steps: int | None = None, lr: float | None = None,
+                            adapted: Sequence[str] | None = None):
     """First-order meta-gradient (mean over `tasks`, each a `dsaml.meta.TaskBatch`) computed with per-task deep
     copies and step-by-step SGD; returns (name -> gradient, {"query_loss": mean})."""
     steps = model.config.adaptation_steps if steps is None else steps
@@ -53,7 +60,7 @@ def reference_meta_gradient(model, tasks: Sequence, *, steps: int | None = None,
         with ctx:
             if task.seed is not None:
                 torch.manual_seed(task.seed % 2**63)
-            grads, loss = _task(model, task, steps, lr)
+            grads, loss = _task(model, task, steps, lr, adapted)
         for name, g in grads.items():
             total[name] = total[name] + g if name in total else g
         losses.append(loss)

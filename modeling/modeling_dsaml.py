@@ -199,15 +199,7 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         loss = emotion_part = diagonal_part = None
         if labels is not None:
-            if labels.shape != logits.shape:
-                raise ValueError(f"labels must be [batch, steps, 2] = {tuple(logits.shape)}, got {tuple(labels.shape)}")
-            if not torch.isfinite(labels).all():
-                raise ValueError("labels contain NaN or infinite values; mask missing steps with labels_mask instead")
-            mask = attention_mask
-            labels_mask = kwargs.get("labels_mask")
-            if labels_mask is not None:
-                mask = labels_mask if mask is None else mask * labels_mask
-            emotion_part = emotion_loss(logits, labels.to(logits.dtype), mask, self.config.loss_type)
+            emotion_part, mask = self.label_loss(logits, labels, attention_mask, kwargs.get("labels_mask"))
             loss = emotion_part
             if self.config.diagonal_loss_weight > 0:
                 diagonal_part = diagonal_attention_loss(
@@ -228,6 +220,26 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
             attentions=tuple(local_maps + global_maps) if output_attentions else None,
         )
         return output if return_dict is not False else output.to_tuple()
+
+    def label_loss(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The emotion part of the loss (config.loss_type) on the steps both masks keep, and that mask.
+
+        The only part of the loss that depends on the predictor: an inner loop adapting the predictor alone
+        can run the encoder once and step on this."""
+        if labels.shape != logits.shape:
+            raise ValueError(f"labels must be [batch, steps, 2] = {tuple(logits.shape)}, got {tuple(labels.shape)}")
+        if not torch.isfinite(labels).all():
+            raise ValueError("labels contain NaN or infinite values; mask missing steps with labels_mask instead")
+        mask = attention_mask
+        if labels_mask is not None:
+            mask = labels_mask if mask is None else mask * labels_mask
+        return emotion_loss(logits, labels.to(logits.dtype), mask, self.config.loss_type), mask
 
     @torch.no_grad()
     def predict_long(

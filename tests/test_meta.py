@@ -162,6 +162,35 @@ def test_dsaml_maml_minus_fomaml_is_the_hessian_vector_product(dsaml_task):
     assert max((second[n] - first[n]).abs().max() for n in names) > 0
 
 
+@pytest.mark.parametrize("algorithm", ["fomaml", "maml"])
+def test_predictor_only_inner_loop_runs_the_encoder_once_with_the_same_gradients(dsaml_task, algorithm, monkeypatch):
+    """adapted_parameters=[predictor]: the inner loop reuses the encoder output (one encoder pass instead of one
+    per step) and gives the meta-gradient of the step-by-step full-model loop, second-order terms included."""
+    from dsaml import adaptation
+
+    model, task = dsaml_task
+    params = dict(model.named_parameters())
+    names = list(params)
+    fast = {n: p for n, p in params.items() if n.startswith("predictor.")}
+    for _ in range(2):  # the generic loop: the whole model's loss at every step
+        loss = functional_loss(model, fast, task.support)
+        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=algorithm == "maml")
+        fast = {n: v - 0.01 * g for (n, v), g in zip(fast.items(), grads)}
+    expected = torch.autograd.grad(functional_loss(model, fast, task.query), [params[n] for n in names],
+                                   allow_unused=True)
+
+    calls = []
+    encode = model.dsaml.encode
+    monkeypatch.setattr(model.dsaml, "encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
+    got, _ = task_gradient(model, task, algorithm=algorithm, steps=2, adapted=["predictor"])
+    assert len(calls) == 2  # once for the support (not once per inner step), once for the query
+    for name, e in zip(names, expected):
+        torch.testing.assert_close(got[name], e if e is not None else torch.zeros_like(got[name]),
+                                   rtol=1e-7, atol=1e-10)
+    assert adaptation.adapts_predictor_only(model, ["predictor.dense.weight"])
+    assert not adaptation.adapts_predictor_only(model, ["predictor.dense.weight", "dsaml.features.local_cnn.0.weight"])
+
+
 def test_task_seed_makes_dropout_reproducible():
     torch.manual_seed(0)
     config = small_config(adaptation_steps=1)

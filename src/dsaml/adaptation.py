@@ -68,8 +68,38 @@ def adapt(
         raise ValueError(f"adaptation steps must be >= 0, got {steps}")
     fast = dict(params if params is not None else adaptable_parameters(model))
     names = list(fast)
+    if steps and adapts_predictor_only(model, names):
+        return _adapt_predictor(model, support, fast, steps=steps, lr=lr, second_order=second_order)
     for _ in range(steps):
         loss = functional_loss(model, fast, support)
         grads = torch.autograd.grad(loss, [fast[n] for n in names], create_graph=second_order, allow_unused=True)
         fast = {n: (fast[n] - lr * g if g is not None else fast[n]) for n, g in zip(names, grads)}
     return fast
+
+
+PREDICTOR = "predictor."
+
+
+def adapts_predictor_only(model: nn.Module, names: Sequence[str]) -> bool:
+    """True when every adapted parameter belongs to the BiLSTM predictor (e.g. `adapted_parameters:
+    [predictor]`): the encoder's output then does not change during the inner loop."""
+    return hasattr(model, "predictor") and hasattr(model, "label_loss") and all(n.startswith(PREDICTOR) for n in names)
+
+
+def _adapt_predictor(model, support, fast, *, steps: int, lr: float, second_order: bool) -> dict[str, torch.Tensor]:
+    """`adapt` for predictor-only fast weights: the encoder runs ONCE on the support batch and the inner steps
+    run the predictor alone on its output. The gradients are those of the full model's loss (the diagonal
+    attention loss does not depend on the predictor); only the encoder's dropout masks are drawn once instead
+    of once per step. MAML keeps the encoder's graph, so second-order terms reach the encoder's parameters."""
+    mask = support.get("attention_mask")
+    hidden = model.dsaml.encode(support["input_features"], mask, support.get("global_input_values"))[0]
+    if not second_order:
+        hidden = hidden.detach()  # first order: the inner gradients are constants w.r.t. the encoder
+    head = {n[len(PREDICTOR):]: v for n, v in fast.items()}
+    names = list(head)
+    for _ in range(steps):
+        logits = functional_call(model.predictor, head, (hidden, mask), strict=False)
+        loss = model.label_loss(logits, support["labels"], mask, support.get("labels_mask"))[0]
+        grads = torch.autograd.grad(loss, [head[n] for n in names], create_graph=second_order, allow_unused=True)
+        head = {n: (head[n] - lr * g if g is not None else head[n]) for n, g in zip(names, grads)}
+    return {PREDICTOR + n: v for n, v in head.items()}
