@@ -11,6 +11,7 @@ timed in alternation (A, B, A, B, ...) so background load on a shared machine hi
     python benchmarks/meta_step.py            # defaults below, a few minutes on 2 cores
     python benchmarks/meta_step.py --quick    # small model only, tiny tasks, < 1 min
     python benchmarks/meta_step.py --adapted predictor --algorithms fomaml   # -> results/meta_step_predictor.json
+    python benchmarks/meta_step.py --adapted predictor --algorithms fomaml --inner-steps 16   # official inner loop
 
 With `--adapted predictor` (a model meta-trained with `adapted_parameters: [predictor]`) ours runs the encoder
 once per task and the inner steps on the predictor alone (`dsaml.adaptation`), while the reference still runs
@@ -129,8 +130,10 @@ def main() -> None:
     p.add_argument("--algorithms", nargs="+", default=["fomaml", "maml", "reptile"])
     p.add_argument("--adapted", nargs="+", default=None, metavar="PREFIX",
                    help="adapt only these parameters in the inner loop (e.g. predictor); default: all")
+    p.add_argument("--inner-steps", type=int, default=None, help="inner SGD steps (default 4; official: 16)")
     args = p.parse_args()
     name = "meta_step" + ("_" + "_".join(a.replace(".", "-") for a in args.adapted) if args.adapted else "")
+    name += f"_{args.inner_steps}steps" if args.inner_steps is not None else ""
     common.setup(args.threads)
     if args.quick:
         plans = {"small": dict(tasks=2, query=2, window=20, steps=2, repeats=1, warmup=1)}
@@ -142,7 +145,9 @@ def main() -> None:
     sizes = args.sizes or list(plans)
     figures = {}
     for size in sizes:
-        plan = plans.get(size, plans.get("small"))
+        plan = dict(plans.get(size, plans.get("small")))
+        if args.inner_steps is not None:
+            plan["steps"] = args.inner_steps
         print(f"{size}: {plan}", flush=True)
         figures[size] = bench_size(size, algorithms=args.algorithms, adapted=args.adapted, **plan)
         check = figures[size]["reference_check"]

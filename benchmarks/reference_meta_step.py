@@ -12,8 +12,9 @@ algorithm="fomaml")` number for number.
     grads, stats = reference_meta_gradient(model, tasks, steps=4, lr=5e-3)
 
 `adapted` (parameter-name prefixes, e.g. ["predictor"]) restricts the inner SGD to those parameters, as
-`adapted_parameters` does in dsaml; the copy still runs the WHOLE model at every inner step, as the official
-code's clone would.
+`adapted_parameters` does in dsaml (the other parameters are frozen during the inner loop, so no gradient is
+computed for them); the copy still runs the whole forward pass at every inner step, as the official code's clone
+would.
 """
 
 from __future__ import annotations
@@ -28,15 +29,20 @@ import torch
 def _task(model, task, steps: int, lr: float, adapted: Sequence[str] | None) -> tuple[dict[str, torch.Tensor], float]:
     learner = copy.deepcopy(model)  # learn2learn: maml.clone()
     learner.train(model.training)
-    inner = [p for n, p in learner.named_parameters()
-             if p.requires_grad and (not adapted or any(n == a or n.startswith(a + ".") for a in adapted))]
+    trainable = [(n, p) for n, p in learner.named_parameters() if p.requires_grad]
+    inner = [p for n, p in trainable if not adapted or any(n == a or n.startswith(a + ".") for a in adapted)]
+    frozen = [p for n, p in trainable if all(p is not q for q in inner)]
+    for p in frozen:  # the inner loop needs no gradient for the parameters it does not adapt
+        p.requires_grad_(False)
     optimizer = torch.optim.SGD(inner, lr=lr)
     for _ in range(steps):  # learner.adapt(loss) with first_order=True
-        learner.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         loss = learner(**task.support, return_dict=True).loss
         loss.backward()
         optimizer.step()
-    learner.zero_grad(set_to_none=True)
+    for p in frozen:
+        p.requires_grad_(True)
+    optimizer.zero_grad(set_to_none=True)
     query_loss = learner(**task.query, return_dict=True).loss
     query_loss.backward()
     grads = {

@@ -186,3 +186,18 @@ def test_shipped_configs_load():
         assert args.max_steps >= 1
     official = load_arguments("deam_pdmer")
     assert (official.tasks_per_step, official.query_songs, official.learning_rate) == (16, 15, 5e-5)
+
+
+def test_meta_training_makes_one_song_personalization_lower_the_query_rmse(cache, tmp_path):
+    """On the synthetic set, after meta-training (the README's synthetic_small recipe, shortened, on the tiny
+    set), adapting to a held-out listener from ONE of their songs lowers the RMSE on their other songs."""
+    args = load_arguments("synthetic_small", {
+        "dataset": "synthetic:tiny", "output_dir": str(tmp_path / "run"), "progress": False, "report_to": [],
+        "max_steps": 100, "tasks_per_step": 2, "query_songs": 3, "validation_every": 100, "checkpoint_every": 100,
+        "validation_annotators": 1, "validation_max_query_songs": 3, "test_max_query_songs": 4})
+    assert args.model["adapted_parameters"] == ["predictor.dense", "predictor.out"]
+    with one_thread():
+        final = train(args)
+    assert final["test/annotators"] == 2  # held-out listeners, never meta-trained on
+    assert final["test/after/rmse"] < final["test/before/rmse"] - 0.05
+    assert final["test/after/ccc"] > final["test/before/ccc"]
