@@ -1,4 +1,5 @@
-"""Write benchmarks/RESULTS.md (markdown tables) from benchmarks/results/*.json.
+"""Write benchmarks/RESULTS.md (markdown tables) from benchmarks/results/*.json, and the summary table between
+the `<!-- benchmarks:start -->` / `<!-- benchmarks:end -->` markers of the top-level README.md.
 
 For each benchmark the full run's JSON is used, or the `--quick` one (marked "quick") when only that exists.
 
@@ -130,13 +131,12 @@ def personalization_section(doc: dict) -> list[str]:
            "One listener from one 30 s annotated song, default settings of the model config.", ""]
     rows = [[size, f["adaptation_steps"], f["support_windows"], f["adapt_s"], f["end_to_end_s"],
              f["per_inner_step_s"], f["peak_rss_mib"], "yes" if f["under_1s"] else "no",
-             f.get("experimental_head_only_cached_encoder_s")]
+             f.get("predictor_only_adapt_s")]
             for size, f in doc["figures"].items()]
     out += table(["model", "inner steps", "support windows", "adapt s", "end to end s", "s per inner step",
-                  "peak RSS MiB", "end to end < 1 s", "experimental: head-only on cached encoder s"], rows)
-    out += ["", "The last column is NOT the default method: the same steps adapting only `predictor.*` on the "
-                "encoder output computed once (what a model meta-trained with `adapted_parameters: [predictor]` "
-                "could cost if the inner loop reused the encoder output)."]
+                  "peak RSS MiB", "end to end < 1 s", "adapt s, predictor only"], rows)
+    out += ["", "Last column: the same model configured with `adapted_parameters: [predictor]` (the inner loop "
+                "runs the encoder once and steps the predictor on its output)."]
     return out + ["", source(doc), ""]
 
 
@@ -172,6 +172,61 @@ def loading_section(doc: dict) -> list[str]:
     return out + ["", source(doc), ""]
 
 
+def readme_summary(results: Path) -> list[str]:
+    """The README's headline figures: one row per benchmark, from the same JSON files."""
+    rows = []
+    meta = load(results, "meta_step")
+    if meta:
+        for size, fig in meta["figures"].items():
+            if "speedup_vs_reference" in fig:
+                rows.append([f"FOMAML meta-step, all parameters adapted, {size} model",
+                             f"{fig['algorithms']['fomaml']['tasks_per_s']:.2f} tasks/s, "
+                             f"{fig['speedup_vs_reference']:.2f}x the official-style step (target 2x: not met)"])
+    predictor = load(results, "meta_step_predictor_16steps")
+    if predictor:
+        for size, fig in predictor["figures"].items():
+            rows.append([f"FOMAML meta-step, predictor adapted, 16 inner steps, {size} model",
+                         f"{fig['algorithms']['fomaml']['tasks_per_s']:.2f} tasks/s, "
+                         f"{fig['speedup_vs_reference']:.2f}x the official-style step"])
+    inference = load(results, "inference")
+    if inference:
+        for size, fig in inference["figures"].items():
+            cases = fig["cases"]
+            rows.append([f"inference real-time factor, {size} model, batch 1",
+                         ", ".join(f"{c.split('/')[0]} song {fmt(cases[c]['real_time_factor'])}x"
+                                   for c in cases if c.endswith("batch1"))])
+    personalization = load(results, "personalization")
+    if personalization:
+        for size, f in personalization["figures"].items():
+            rows.append([f"personalization from one 30 s song, {size} model",
+                         f"{f['end_to_end_s']:.2f} s ({f['adaptation_steps']} steps, all parameters); "
+                         f"{f['predictor_only_adapt_s']:.2f} s adapting the predictor only"])
+    accuracy = load(results, "accuracy")
+    if accuracy:
+        f = accuracy["figures"]
+        sc = f["scores"]
+        rows.append([f"accuracy, `{f['dataset']}` held-out listeners ({f['annotators']})",
+                     f"CCC {sc['before/ccc']['mean']:.3f} -> {sc['after/ccc']['mean']:.3f}, RMSE "
+                     f"{sc['before/rmse']['mean']:.3f} -> {sc['after/rmse']['mean']:.3f} after 1-shot personalization"])
+    loading = load(results, "dataset_loading")
+    if loading:
+        f = loading["figures"]
+        rows.append([f"`load_dataset`, one annotator split of {f['annotator_splits']}",
+                     f"{f['one_split']['cold_s']:.2f} s cold, {f['one_split']['warm_s']:.2f} s warm"])
+    return table(["benchmark (CPU, 2 threads)", "result"], rows)
+
+
+def update_readme(readme: Path, lines: list[str]) -> None:
+    start, end = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise SystemExit(f"{readme}: missing the {start} / {end} markers")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
+    print(f"updated {readme}")
+
+
 SECTIONS = [("meta_step", meta_section), ("inference", inference_section),
             ("personalization", personalization_section), ("accuracy", accuracy_section),
             ("dataset_loading", loading_section)]
@@ -181,6 +236,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--results", type=Path, default=HERE / "results")
     p.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
+    p.add_argument("--readme", type=Path, default=HERE.parent / "README.md", help="README to update (the summary)")
     args = p.parse_args()
     _RESULTS.append(args.results)
     lines = ["# Benchmark results", "",
@@ -202,6 +258,8 @@ def main() -> None:
         lines += ["Not yet measured: " + ", ".join(f"`{m}.py`" for m in missing) + ".", ""]
     args.output.write_text("\n".join(lines))
     print(f"wrote {args.output}")
+    if args.readme is not None:
+        update_readme(args.readme, readme_summary(args.results))
 
 
 if __name__ == "__main__":
