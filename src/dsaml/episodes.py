@@ -9,11 +9,12 @@ Evaluation adapts on EVERY window of the support song(s) and predicts whole quer
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch import nn
 
 from dsaml.adaptation import adapt
 from dsaml.examples import AlignedSong, collate, crop, windows
@@ -79,18 +80,32 @@ def predict_songs(model, songs: Sequence[AlignedSong], window_steps: int, hop_st
 
 @dataclass
 class TaskResult:
-    """One annotator's query scores without ("before") and with ("after") personalization on the support."""
+    """One annotator's query scores without ("before") and with ("after") personalization on the support,
+    and what the personalizer reported (`extra`)."""
 
     annotator: str
     num_query_songs: int
     before: dict[str, float]
     after: dict[str, float]
+    support_songs: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+Personalizer = Callable[[nn.Module, Sequence[AlignedSong], Task], tuple[nn.Module, dict]]
+
+
+def adapted_copy(model, support_songs: Sequence[AlignedSong], task: Task) -> tuple[nn.Module, dict]:
+    """The default personalizer: the meta-learned inner loop on every window of the support song(s)."""
+    return personalized_copy(model, support_batch(support_songs, model.config.window_steps), seed=task.seed), {}
 
 
 def evaluate_tasks(model, store: SongStore, tasks: Sequence[Task], *, window_steps: int | None = None,
-                   hop_steps: int | None = None, personalize: bool = True, progress: bool = False,
-                   device: torch.device | str | None = None) -> list[TaskResult]:
-    """For each task: score the query songs with the model as is and after adapting on the support song(s)."""
+                   hop_steps: int | None = None, personalize: bool = True, personalizer: Personalizer = adapted_copy,
+                   progress: bool = False, device: torch.device | str | None = None) -> list[TaskResult]:
+    """For each task: score the query songs with the model as is and after adapting on the support song(s).
+
+    `personalizer(model, support_songs, task) -> (adapted model, extra)` makes the "after" model: by default
+    `adapted_copy`; `dsaml evaluate` passes one that can also score the user's LoRA adapter."""
     from tqdm.auto import tqdm
 
     config = model.config
@@ -104,14 +119,14 @@ def evaluate_tasks(model, store: SongStore, tasks: Sequence[Task], *, window_ste
         references = [s.labels.numpy() for s in query]
         moved = [_to(s, device) for s in query]
         before = score_songs(predict_songs(model, moved, window, hop), references)
-        after = before
+        after, extra = before, {}
+        support = store.songs(task.support)
         if personalize:
-            support = support_batch([_to(s, device) for s in store.songs(task.support)], window)
             with torch.enable_grad():
-                adapted = personalized_copy(model, support, seed=task.seed)
+                adapted, extra = personalizer(model, [_to(s, device) for s in support], task)
             after = score_songs(predict_songs(adapted, moved, window, hop), references)
             del adapted
-        results.append(TaskResult(task.annotator, len(query), before, after))
+        results.append(TaskResult(task.annotator, len(query), before, after, [s.song_id for s in support], extra))
     model.train(was_training)
     return results
 

@@ -42,31 +42,27 @@ def evaluate_tasks(model, store, tasks, *, steps: int | None = None, lr: float |
     Returns: one record per annotator: `annotator`, `support_songs`, `num_query_songs`, `before/<score>`,
         `after/<score>` for every key of `score_songs`, and the support loss before/after.
     """
-    from tqdm.auto import tqdm
-
-    from dsaml.episodes import predict_songs
+    from dsaml.episodes import evaluate_tasks as evaluate_episodes
     from dsaml.personalize import lora_adapter, personalize_song
 
-    window, hop = model.config.window_steps, model.config.inference_hop_steps
-    records = []
-    for task in tqdm(tasks, desc="annotators", disable=not progress):
-        support = store.songs(task.support)
-        query = store.songs(task.query)
-        references = [song.labels.numpy() for song in query]
-        before = score_songs(predict_songs(model, query, window, hop), references)
-        result = personalize_song(model, support, user=task.annotator, steps=steps, lr=lr,
+    def personalizer(base, support, task):
+        result = personalize_song(base, support, user=task.annotator, steps=steps, lr=lr,
                                   seed=task.seed if seed is None else seed)
-        if mode == "full":
-            adapted = result.model
-        else:
-            extra = {} if full_modules is None else {"full_modules": full_modules}
-            adapted = lora_adapter(model, result, rank=rank, **extra)[0]
-        after = score_songs(predict_songs(adapted, query, window, hop), references)
-        record = {"annotator": task.annotator, "support_songs": [s.song_id for s in support],
-                  "num_query_songs": len(query), "support_loss_before": result.support_loss_before,
-                  "support_loss_after": result.support_loss_after}
-        record.update({f"before/{k}": v for k, v in before.items() if k != "num_songs"})
-        record.update({f"after/{k}": v for k, v in after.items() if k != "num_songs"})
+        adapted = result.model
+        if mode == "lora":
+            adapted = lora_adapter(base, result, rank=rank,
+                                   **({} if full_modules is None else {"full_modules": full_modules}))[0]
+        return adapted, {"support_loss_before": result.support_loss_before,
+                         "support_loss_after": result.support_loss_after}
+
+    if mode not in ("full", "lora"):
+        raise ValueError(f"mode must be 'full' or 'lora', got {mode!r}")
+    records = []
+    for r in evaluate_episodes(model, store, tasks, personalizer=personalizer, progress=progress):
+        record = {"annotator": r.annotator, "support_songs": r.support_songs, "num_query_songs": r.num_query_songs,
+                  **r.extra}
+        record.update({f"before/{k}": v for k, v in r.before.items() if k != "num_songs"})
+        record.update({f"after/{k}": v for k, v in r.after.items() if k != "num_songs"})
         records.append(record)
     return records
 
