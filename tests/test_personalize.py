@@ -119,6 +119,17 @@ def test_personalization_lowers_support_loss_and_changes_only_adapted(base, extr
     assert all(torch.equal(again.fast_weights[n], full.fast_weights[n]) for n in full.fast_weights)
 
 
+def test_a_step_that_worsens_the_support_fit_is_reported(base, extractor, songs, caplog):
+    with caplog.at_level("WARNING", logger="dsaml.personalize"):
+        result = personalize(base, extractor, *songs["alice"], user="alice", lr=50.0)
+    assert result.support_loss_after > result.support_loss_before
+    assert "personalizing user 'alice'" in caplog.text and "made the fit to the support song worse" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="dsaml.personalize"):
+        personalize(base, extractor, *songs["alice"], user="alice")
+    assert "worse" not in caplog.text
+
+
 def test_full_mode_round_trip_is_bit_identical(tmp_path, base, extractor, songs, alice):
     out = save_full(alice, tmp_path / "alice_full", extractor, base=base)
     loaded = DSAMLForDynamicEmotionRecognition.from_pretrained(str(out)).eval()

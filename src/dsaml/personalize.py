@@ -27,6 +27,7 @@ import argparse
 import copy
 import hashlib
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,7 @@ ADAPTER_INFO = "dsaml_adapter.json"
 # Non-Linear modules a LoRA adapter stores whole by default: the local CNN (its convolutions and BatchNorm, whose
 # running statistics the train-mode inner loop moves): ~1.3k parameters (+7 KB) that lift the share of the
 # full-mode gain a rank-4 adapter keeps from ~79% to ~90% (RMSE) on synthetic:small (see the issue-5 report).
+logger = logging.getLogger(__name__)
 DEFAULT_FULL_MODULES = ("dsaml.features.local_cnn.*",)
 PERSONALIZATION_INFO = "dsaml_personalization.json"
 
@@ -226,6 +228,10 @@ def personalize_song(
         "support_steps": int(sum(s.num_steps for s in songs)), "adapted_parameters": list(config.adapted_parameters),
         "support_loss_before": before, "support_loss_after": after, "mode": "train (dropout), fixed seed",
     }
+    if after > before:
+        logger.warning("personalizing user %r on %s made the fit to the support song worse (loss %.4f -> %.4f): "
+                       "the inner learning rate (%g) or step count (%d) is too large for this song; try a smaller "
+                       "lr or fewer steps", user, ", ".join(info["support_songs"]), before, after, lr, steps)
     return Personalization(adapted, fast, user, steps, lr, seed, before, after, info)
 
 
