@@ -131,6 +131,8 @@ def test_two_cpu_processes_match_one(run, cache, tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "test (" in proc.stdout and "after  personalization" in proc.stdout
+    lines = proc.stdout.splitlines()
+    assert [line.split(" |")[0] for line in lines if line.startswith("step ")] == ["step 2", "step 4"]  # main only
     a, b = parameters(out / "last"), parameters(two / "last")
     assert a.keys() == b.keys()
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)

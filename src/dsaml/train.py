@@ -252,7 +252,8 @@ def train(args: TrainingArguments) -> dict:
                     state["best_score"], state["best_step"] = score, state["step"]
                     if accelerator.is_main_process:
                         export_model(model, extractor, output_dir / "best")
-                bar.write(_validation_line(state["step"], metrics))
+                if accelerator.is_main_process:
+                    bar.write(_validation_line(state["step"], metrics))
             log.write(state["step"], metrics)
             if trackers:
                 accelerator.log(metrics, step=state["step"])
