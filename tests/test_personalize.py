@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -144,6 +145,9 @@ def test_lora_round_trip_matches_in_memory_adapter(tmp_path, base, extractor, so
     folder = save_lora(base, alice, tmp_path / "adapters", rank=4, full_modules=["predictor.lstm"])
     assert folder == tmp_path / "adapters" / "alice"
     assert (folder / "adapter_config.json").is_file() and (folder / "adapter_model.safetensors").is_file()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (folder / "adapter_model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # readable by others
     size_kb = (folder / "adapter_model.safetensors").stat().st_size / 1024
     weights_kb = sum(p.numel() for p in base.parameters()) * 4 / 1024
     assert size_kb < weights_kb / 4

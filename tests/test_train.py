@@ -74,6 +74,9 @@ def test_run_writes_models_metrics_results_and_plot(run):
         assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_dsaml.py",
                 "configuration_dsaml.py", "README.md"} <= files
         assert not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)  # weights only as safetensors
+        umask = os.umask(0)
+        os.umask(umask)
+        assert (out / name / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask  # not safetensors' 0600
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert [("validation/after/ccc" in r) for r in records] == [False, True, False, True]

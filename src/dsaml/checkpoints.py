@@ -51,6 +51,7 @@ def save_checkpoint(accelerator, model: torch.nn.Module, state: dict, output_dir
         tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(tensors, str(staging / WEIGHTS_FILE), metadata={"format": "pt"})
         (staging / STATE_FILE).write_text(json.dumps(state, indent=1), encoding="utf-8")
+        make_readable(staging)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(staging, final)
         for old in checkpoint_dirs(output_dir)[:-keep]:
@@ -80,7 +81,18 @@ def export_model(model, extractor, folder: str | os.PathLike) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     extractor.save_pretrained(staging)
+    make_readable(staging)
     if folder.exists():
         shutil.rmtree(folder)
     os.replace(staging, folder)
     return folder
+
+
+def make_readable(folder: str | os.PathLike) -> None:
+    """Give the files under `folder` the permissions the umask allows: safetensors writes its files atomically
+    through a private (0600) temporary file, so saved weights would otherwise be unreadable to anyone else."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in Path(folder).rglob("*"):
+        if path.is_file():
+            os.chmod(path, 0o666 & ~mask)

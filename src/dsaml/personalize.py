@@ -40,6 +40,7 @@ from torch import nn
 
 from dsaml.adaptation import adaptable_parameters, functional_loss
 from dsaml.audio import AudioError, load_audio
+from dsaml.checkpoints import make_readable
 from dsaml.episodes import personalized_copy, support_batch
 from dsaml.examples import AlignedSong, AnnotationError, align, song_patches
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
@@ -308,6 +309,7 @@ def save_full(result: Personalization, output_dir: str | os.PathLike, extractor:
     result.model.save_pretrained(out)
     if extractor is not None:
         extractor.save_pretrained(out)
+    make_readable(out)
     info = dict(result.info, mode="full")
     if base is not None:
         info["base_fingerprint"] = base_fingerprint(base)
@@ -413,6 +415,7 @@ def save_lora(base: DSAMLForDynamicEmotionRecognition, result: Personalization, 
     folder = root / result.user
     if not (folder / "adapter_config.json").is_file():  # peft writes a named adapter to a subfolder
         raise AdapterError(f"peft did not write the adapter to {folder}")
+    make_readable(folder)
     info = dict(result.info, mode="lora", rank=rank, base_fingerprint=base_fingerprint(base),
                 lora_modules=report["modules"], stored_whole=report["stored_whole"],
                 relative_truncation_error=report["relative_truncation_error"],
