@@ -55,9 +55,7 @@ def main() -> None:
         args.max_annotators = args.max_annotators or 3
         args.max_query_songs = 2
     if args.untrained:
-        from common import SMALL
-
-        model = common.build_model("small", **{k: v for k, v in SMALL.items()}).eval()
+        model = common.build_model("small").eval()
     else:
         model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.model).eval()
     root = dataset_root(args.dataset)

@@ -10,18 +10,9 @@ import pytest
 import torch
 
 from dsaml import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
+from sizes import SMALL
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-
-SMALL = dict(
-    hidden_size=64,
-    num_attention_heads=4,
-    num_hidden_layers=2,
-    intermediate_size=128,
-    lstm_hidden_size=32,
-    predictor_hidden_size=32,
-    global_cnn_channels=32,
-)
 
 
 def small_config(**overrides) -> DSAMLConfig:
