@@ -18,7 +18,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,20 +25,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 REPO = HERE.parent
-for extra in (REPO / "tests", HERE):  # tests/conftest.py's SMALL config; sibling benchmark modules
+for extra in (REPO / "tests", HERE):  # tests/sizes.py (the small model); sibling benchmark modules
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-# The small model of the test-suite (tests/conftest.py SMALL): hidden 64, 4 heads, 2 layers.
-SMALL = dict(
-    hidden_size=64,
-    num_attention_heads=4,
-    num_hidden_layers=2,
-    intermediate_size=128,
-    lstm_hidden_size=32,
-    predictor_hidden_size=32,
-    global_cnn_channels=32,
-)
+from sizes import SMALL  # noqa: E402  the test suite's small model: hidden 64, 4 heads, 2 layers
 
 
 def setup(threads: int = 2, seed: int = 0) -> None:
@@ -62,7 +52,7 @@ def parser(description: str) -> argparse.ArgumentParser:
 
 
 def model_config(size: str, **overrides):
-    """`small` (tests/conftest.py SMALL) or `default` (DSAMLConfig())."""
+    """`small` (tests/sizes.py SMALL) or `default` (DSAMLConfig())."""
     from dsaml import DSAMLConfig
 
     if size == "small":
@@ -165,7 +155,6 @@ def machine_info(threads: int | None = None) -> dict:
 def write_result(name: str, figures: dict, *, args: argparse.Namespace | None = None, path: Path | None = None) -> Path:
     """Write `{"benchmark", "figures", "machine", "command", "quick", "date"}` atomically; returns the path."""
     path = Path(path) if path is not None else RESULTS / f"{name}{'_quick' if args is not None and args.quick else ''}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     body = {
         "benchmark": name,
         "quick": bool(getattr(args, "quick", False)),
@@ -174,12 +163,9 @@ def write_result(name: str, figures: dict, *, args: argparse.Namespace | None = 
         "machine": machine_info(getattr(args, "threads", None)),
         "figures": figures,
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(body, f, indent=2, default=float)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    from dsaml.files import atomic_write_text
+
+    atomic_write_text(path, json.dumps(body, indent=2, default=float) + "\n")
     print(f"wrote {path}")
     return path
 

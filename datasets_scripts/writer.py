@@ -17,12 +17,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+
+from dsaml.files import atomic_path, atomic_write_text
 
 from .card import CardInfo, render_card
 from .report import DatasetBuildError, DropReport, logger
@@ -32,32 +32,6 @@ AUDIO_DIR = "audio"
 REPORT_FILE = "build_report.json"
 AUDIO_MODES = ("copy", "reference")
 _OWNED = ("README.md", REPORT_FILE)  # files a previous dsaml build wrote (removed on overwrite)
-
-
-@contextmanager
-def atomic_path(path: Path):
-    """Yield a temporary path beside `path`; on success it replaces `path` in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; published files should be readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def is_dsaml_folder(folder: Path) -> bool:

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from dsaml.files import make_readable
+
 _STEP = re.compile(r"^step_(\d+)$")
 STATE_FILE = "trainer_state.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -87,12 +89,3 @@ def export_model(model, extractor, folder: str | os.PathLike) -> Path:
     os.replace(staging, folder)
     return folder
 
-
-def make_readable(folder: str | os.PathLike) -> None:
-    """Give the files under `folder` the permissions the umask allows: safetensors writes its files atomically
-    through a private (0600) temporary file, so saved weights would otherwise be unreadable to anyone else."""
-    mask = os.umask(0)
-    os.umask(mask)
-    for path in Path(folder).rglob("*"):
-        if path.is_file():
-            os.chmod(path, 0o666 & ~mask)

@@ -28,7 +28,6 @@ import copy
 import hashlib
 import json
 import logging
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,9 +39,9 @@ from torch import nn
 
 from dsaml.adaptation import adaptable_parameters, functional_loss
 from dsaml.audio import AudioError, load_audio
-from dsaml.checkpoints import make_readable
 from dsaml.episodes import personalized_copy, support_batch
 from dsaml.examples import AlignedSong, AnnotationError, align, song_patches
+from dsaml.files import make_readable
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
 
 ADAPTER_INFO = "dsaml_adapter.json"

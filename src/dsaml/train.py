@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from dsaml.files import atomic_path, atomic_write_text
 from dsaml.training_args import TrainingArguments, load_arguments
 
 logger = logging.getLogger("dsaml.train")
@@ -338,17 +339,11 @@ def _summary_text(final: dict) -> str:
 
 
 def _write_json(path: Path, payload: dict) -> None:
-    import os
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=float), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=1, default=float))
 
 
 def _plot_training(records: list[dict], path: Path) -> None:
     """Query loss over steps, and validation CCC / RMSE before and after personalization."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -368,10 +363,9 @@ def _plot_training(records: list[dict], path: Path) -> None:
         ax.set(title=f"validation {key.upper()}", xlabel="outer step")
         ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def build_parser() -> argparse.ArgumentParser:
