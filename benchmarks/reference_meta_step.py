@@ -30,8 +30,9 @@ def _task(model, task, steps: int, lr: float, adapted: Sequence[str] | None) -> 
     learner = copy.deepcopy(model)  # learn2learn: maml.clone()
     learner.train(model.training)
     trainable = [(n, p) for n, p in learner.named_parameters() if p.requires_grad]
-    inner = [p for n, p in trainable if not adapted or any(n == a or n.startswith(a + ".") for a in adapted)]
-    frozen = [p for n, p in trainable if all(p is not q for q in inner)]
+    adapts = [not adapted or any(n == a or n.startswith(a + ".") for a in adapted) for n, _ in trainable]
+    inner = [p for (_, p), a in zip(trainable, adapts) if a]
+    frozen = [p for (_, p), a in zip(trainable, adapts) if not a]
     for p in frozen:  # the inner loop needs no gradient for the parameters it does not adapt
         p.requires_grad_(False)
     optimizer = torch.optim.SGD(inner, lr=lr)

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dsaml.scores import score_songs
 
@@ -45,6 +44,9 @@ def evaluate_tasks(model, store, tasks, *, steps: int | None = None, lr: float |
     from dsaml.episodes import evaluate_tasks as evaluate_episodes
     from dsaml.personalize import lora_adapter, personalize_song
 
+    if mode not in ("full", "lora"):
+        raise ValueError(f"mode must be 'full' or 'lora', got {mode!r}")
+
     def personalizer(base, support, task):
         result = personalize_song(base, support, user=task.annotator, steps=steps, lr=lr,
                                   seed=task.seed if seed is None else seed)
@@ -55,8 +57,6 @@ def evaluate_tasks(model, store, tasks, *, steps: int | None = None, lr: float |
         return adapted, {"support_loss_before": result.support_loss_before,
                          "support_loss_after": result.support_loss_after}
 
-    if mode not in ("full", "lora"):
-        raise ValueError(f"mode must be 'full' or 'lora', got {mode!r}")
     records = []
     for r in evaluate_episodes(model, store, tasks, personalizer=personalizer, progress=progress):
         record = {"annotator": r.annotator, "support_songs": r.support_songs, "num_query_songs": r.num_query_songs,
