@@ -181,7 +181,7 @@ def test_lora_error_shrinks_with_rank_and_is_exact_at_full_rank(base, extractor,
     everything = personalize(base, extractor, *songs["alice"], user="alice")
     partial, report = lora_adapter(base, everything, rank=128, full_modules=())
     assert any("lstm" in name for name in report["not_stored"])
-    # ... unless stored whole (PEFT modules_to_save, incl. BatchNorm statistics): then the adapter is exact
+    # ... unless stored whole (PEFT modules_to_save): then the adapter is exact
     exact, report = lora_adapter(base, everything, rank=128, full_modules=["*"])
     assert report["not_stored"] == [] and "predictor.lstm" in report["stored_whole"]
     target = _predict(everything.model, inputs)

@@ -47,8 +47,7 @@ def support_batch(songs: Sequence[AlignedSong], window_steps: int) -> dict[str, 
 
 def personalized_copy(model, support: dict[str, torch.Tensor], *, steps: int | None = None,
                       lr: float | None = None, seed: int = 0):
-    """A copy of `model` adapted to `support` with the meta-learned inner loop; `model` is left untouched
-    (including BatchNorm statistics, which the inner loop's training-mode passes update on the copy).
+    """A copy of `model` adapted to `support` with the meta-learned inner loop; `model` is left untouched.
 
     The inner loop runs in training mode, as in meta-training, with dropout seeded by `seed` (reproducible)."""
     adapted = copy.deepcopy(model)

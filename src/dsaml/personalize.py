@@ -45,9 +45,8 @@ from dsaml.files import make_readable
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
 
 ADAPTER_INFO = "dsaml_adapter.json"
-# Non-Linear modules a LoRA adapter stores whole by default: the local CNN (its convolutions and BatchNorm, whose
-# running statistics the train-mode inner loop moves): ~1.3k parameters (+7 KB) that lift the share of the
-# full-mode gain a rank-4 adapter keeps from ~79% to ~90% (RMSE) on synthetic:small (see the issue-5 report).
+# Non-Linear modules a LoRA adapter stores whole by default: the local CNN (its convolutions and GroupNorms):
+# ~1.3k parameters (+7 KB) that lift the share of the full-mode gain a rank-4 adapter keeps on synthetic:small.
 logger = logging.getLogger(__name__)
 DEFAULT_FULL_MODULES = ("dsaml.features.local_cnn.*",)
 PERSONALIZATION_INFO = "dsaml_personalization.json"
@@ -333,8 +332,7 @@ def lora_adapter(base: DSAMLForDynamicEmotionRecognition, result: Personalizatio
     and its bias change in the LoRA bias; exact when `rank >= rank(W' - W)`. Modules matching `full_modules`
     (names, prefixes or globs, e.g. `"*norm*"`, `"predictor.lstm"`, `"*"`) whose parameters or buffers changed
     and that are not `nn.Linear` are stored whole, as PEFT `modules_to_save` (this is how the LSTM, the norms
-    (incl. BatchNorm statistics the train-mode inner loop updates) and the convolutions can travel in the
-    adapter). Returns `(peft_model, report)`: per LoRA module the relative Frobenius error of the truncation,
+    and the convolutions can travel in the adapter). Returns `(peft_model, report)`: per LoRA module the relative Frobenius error of the truncation,
     the modules stored whole, and the adapted parameters the adapter does NOT carry."""
     from peft import LoraConfig, get_peft_model
 

@@ -167,7 +167,7 @@ def train(args: TrainingArguments) -> dict:
 
     from dsaml.checkpoints import export_model, latest_checkpoint, load_checkpoint, save_checkpoint
     from dsaml.episodes import summarize, task_batch
-    from dsaml.meta import apply_meta_gradient, average_buffers, meta_gradient, trainable_parameters
+    from dsaml.meta import apply_meta_gradient, meta_gradient, trainable_parameters
     from dsaml.modeling import DSAMLFeatureExtractor
     from dsaml.tasks import shard
 
@@ -237,7 +237,6 @@ def train(args: TrainingArguments) -> dict:
             grad_norm = torch.nn.utils.clip_grad_norm_(list(params.values()), max_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            average_buffers(model, accelerator)
             loss = accelerator.reduce(torch.tensor(stats["query_loss"], device=accelerator.device), "mean")
             state["step"] = step + 1
             elapsed = time.perf_counter() - started
