@@ -21,9 +21,21 @@ pleasant: the mode weight flips sign), `tempo_arousal` (arousal from tempo alone
 from brightness alone), `compressed` (low gains: a timid annotator). Each row's `annotator_info` holds the
 listener's parameters, so benchmarks can relate personalization gains to them.
 
-Configs: `pdmer` / `pdmer_flat` (every listener's curves; `partition` "test" = held-out listeners, unseen
-during meta-training; songs are shared, since the audio is a property of the song, not of the listener),
-and `dmer` (each song's average over the meta-train listeners who rated it, split by song).
+Configs: `pdmer` / `pdmer_flat` (every listener's curves) and `dmer` (each song's average over the listeners
+who rated it). Partitions (fixed by the spec and the seed, chosen before any modelling):
+
+- `train`: the meta-training listeners, on the "known" songs;
+- `test`: held-out listeners on the known songs (new listener, known song): a seeded `test_annotator_fraction`
+  of the base listeners (the test split of generator version 1), plus `test_listeners_per_style` new listeners
+  of every style, so that every style is tested;
+- `validation`: `validation_listeners_per_style` new listeners of every style on the known songs (model
+  selection and every tuning choice);
+- `test_unseen`: `unseen_listeners_per_style` new listeners of every style who rate only `unseen_songs` new
+  songs that no other listener rated (new listener, new song);
+- `dmer`: the known songs averaged over the train listeners (a seeded `validation_song_fraction` of them in
+  `validation`, the rest `train`), and the unseen songs averaged over their `test_unseen` listeners (`test`),
+  so the averaged test songs were never heard in training. Without unseen songs (`tiny`), a seeded
+  `test_song_fraction` of the known songs is the `dmer` test split instead.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ from .splits import held_out
 from .synthetic_music import SAMPLE_RATE, SongPlan, controls, plan_song, render
 from .writer import DatasetFolderWriter
 
-GENERATOR_VERSION = "1"  # bump when the output for a given (size, seed) changes: it keys the package cache
+GENERATOR_VERSION = "2"  # bump when the output for a given (size, seed) changes: it keys the package cache
 
 FEATURE_NAMES = {"arousal": ("tempo", "loudness", "brightness"), "valence": ("mode", "brightness", "tempo")}
 POPULATION_WEIGHTS = {"arousal": (0.45, 0.35, 0.20), "valence": (0.60, 0.25, 0.15)}
@@ -59,16 +71,24 @@ class SyntheticSpec:
     songs_per_annotator: tuple[int, int]  # inclusive range, drawn per listener
     song_seconds: tuple[float, float]  # inclusive range, in 0.5 s steps
     test_annotator_fraction: float = 0.25
-    test_song_fraction: float = 0.2  # dmer only
+    test_song_fraction: float = 0.2  # dmer only, when there are no unseen songs
     validation_song_fraction: float = 0.1  # dmer only
     sample_rate: int = SAMPLE_RATE
+    # stratified held-out listeners (module docstring): this many new listeners of EVERY style per partition
+    test_listeners_per_style: int = 0
+    validation_listeners_per_style: int = 0
+    unseen_listeners_per_style: int = 0
+    unseen_songs: int = 0
+    unseen_songs_per_annotator: tuple[int, int] = (12, 16)
 
 
 PRESETS = {
     # tests: a few seconds to build
     "tiny": SyntheticSpec(num_songs=8, num_annotators=6, songs_per_annotator=(8, 8), song_seconds=(30.0, 30.0)),
     # the README default: a few minutes of CPU meta-training; every listener rates >= 16 songs (1 + 15 tasks)
-    "small": SyntheticSpec(num_songs=48, num_annotators=24, songs_per_annotator=(16, 24), song_seconds=(30.0, 36.0)),
+    "small": SyntheticSpec(num_songs=48, num_annotators=24, songs_per_annotator=(16, 24), song_seconds=(30.0, 36.0),
+                           test_listeners_per_style=1, validation_listeners_per_style=2, unseen_listeners_per_style=2,
+                           unseen_songs=16),
     # benchmarks: 500 listeners sharing 96 songs of audio
     "large": SyntheticSpec(num_songs=96, num_annotators=500, songs_per_annotator=(16, 24), song_seconds=(30.0, 36.0),
                            test_annotator_fraction=0.2),
@@ -132,15 +152,21 @@ class Listener:
         e[0] = rng.standard_normal() * self.noise_std
         return lfilter([1.0], [1.0, -phi], e)
 
-    def perceive(self, features: dict[str, np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def noise_free(self, features: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """What this listener hears, before the hand's noise and the slider's [-1, 1] clip."""
         out = []
         for dim in ("arousal", "valence"):
             s = sum(w * features[name] for w, name in zip(self.weights[dim], FEATURE_NAMES[dim]))
             y = self.bias[dim] + self.gain[dim] * _curve(s, self.curvature[dim])
             if self.lag_steps:
                 y = np.concatenate([np.full(self.lag_steps, y[0]), y[: -self.lag_steps]])
-            out.append(np.clip(y + self._noise(y.size, rng), -1.0, 1.0).astype(np.float32))
+            out.append(y)
         return out[0], out[1]
+
+    def perceive(self, features: dict[str, np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """The listener's annotation: noise-free perception + smooth noise, clipped to the slider's range."""
+        return tuple(np.clip(y + self._noise(y.size, rng), -1.0, 1.0).astype(np.float32)
+                     for y in self.noise_free(features))
 
 
 def make_listener(annotator_id: str, style: str, rng: np.random.Generator) -> Listener:
@@ -183,9 +209,11 @@ def spec_for(size: str, **overrides) -> SyntheticSpec:
 
 
 def song_plans(spec: SyntheticSpec, seed: int) -> list[SongPlan]:
-    width = max(3, len(str(spec.num_songs - 1)))
+    """The known songs (`num_songs`), then the unseen ones; a song's plan depends only on its index."""
+    total = spec.num_songs + spec.unseen_songs
+    width = max(3, len(str(total - 1)))
     plans = []
-    for i in range(spec.num_songs):
+    for i in range(total):
         rng = _rng(seed, 1, i)
         low, high = spec.song_seconds
         seconds = low + 0.5 * int(rng.integers(0, int(round((high - low) * 2)) + 1))
@@ -193,15 +221,33 @@ def song_plans(spec: SyntheticSpec, seed: int) -> list[SongPlan]:
     return plans
 
 
-def listeners(spec: SyntheticSpec, seed: int) -> list[Listener]:
-    width = max(3, len(str(spec.num_annotators - 1)))
+STRATIFIED_PARTITIONS = ("test", "validation", "test_unseen")
+
+
+def _stratified(spec: SyntheticSpec) -> list[str]:
+    """The partition of every stratified listener, in id order: `per_style` of each style per partition."""
+    counts = {"test": spec.test_listeners_per_style, "validation": spec.validation_listeners_per_style,
+              "test_unseen": spec.unseen_listeners_per_style}
+    return [p for p in STRATIFIED_PARTITIONS for _ in range(counts[p] * len(STYLES))]
+
+
+def listeners(spec: SyntheticSpec, seed: int) -> list[tuple[Listener, str | None]]:
+    """Every listener with its stratified partition (None: a base listener, train or test by `held_out`).
+
+    The base listeners are generator version 1's, unchanged; the stratified ones follow with their own streams."""
+    extra = _stratified(spec)
+    total = spec.num_annotators + len(extra)
+    width = max(3, len(str(total - 1)))
     # Every style appears once among the first listeners (so even `tiny` has each), then styles are drawn.
     order = list(_rng(seed, 2).permutation(len(STYLES)))
     out = []
     for i in range(spec.num_annotators):
         rng = _rng(seed, 3, i)
         style = STYLES[order[i]] if i < len(order) else STYLES[int(rng.choice(len(STYLES), p=STYLE_PROBABILITIES))]
-        out.append(make_listener(f"L{i:0{width}d}", style, rng))
+        out.append((make_listener(f"L{i:0{width}d}", style, rng), None))
+    for k, partition in enumerate(extra):
+        i = spec.num_annotators + k
+        out.append((make_listener(f"L{i:0{width}d}", STYLES[k % len(STYLES)], _rng(seed, 7, i)), partition))
     return out
 
 
@@ -210,27 +256,37 @@ def generate_records(spec: SyntheticSpec, seed: int) -> tuple[list[SongPlan], li
     plans = song_plans(spec, seed)
     people = listeners(spec, seed)
     features = {p.song_id: frame_features(p) for p in plans}
-    test_people = held_out([p.annotator_id for p in people], spec.test_annotator_fraction, seed, "synthetic-listeners")
+    base_ids = [person.annotator_id for person, partition in people if partition is None]
+    test_people = held_out(base_ids, spec.test_annotator_fraction, seed, "synthetic-listeners")
     pdmer: list[Record] = []
-    for i, person in enumerate(people):
+    for i, (person, partition) in enumerate(people):
         rng = _rng(seed, 4, i)
-        low, high = spec.songs_per_annotator
-        count = min(int(rng.integers(low, high + 1)), len(plans))
-        chosen = sorted(rng.choice(len(plans), size=count, replace=False))
-        partition = "test" if person.annotator_id in test_people else "train"
+        unseen = partition == "test_unseen"
+        pool = list(range(spec.num_songs, len(plans))) if unseen else list(range(spec.num_songs))
+        low, high = spec.unseen_songs_per_annotator if unseen else spec.songs_per_annotator
+        count = min(int(rng.integers(low, high + 1)), len(pool))
+        chosen = sorted(pool[k] for k in rng.choice(len(pool), size=count, replace=False))
+        if partition is None:
+            partition = "test" if person.annotator_id in test_people else "train"
         info = person.info()
         for j in chosen:
             a, v = person.perceive(features[plans[j].song_id], _rng(seed, 5, i, int(j)))
             pdmer.append(Record(plans[j].song_id, person.annotator_id, a, v, 0.0, FRAME_RATE, partition, info))
+    return plans, [person for person, _ in people], pdmer, _averaged_records(spec, seed, plans, pdmer)
 
-    # dmer: the mean over meta-train listeners only, so no held-out listener's labels leak into it.
+
+def _averaged_records(spec: SyntheticSpec, seed: int, plans: list[SongPlan], pdmer: list[Record]) -> list[Record]:
+    """dmer: known songs averaged over the train listeners only (no held-out listener's labels leak into
+    training), unseen songs over their own listeners (the test split: songs no one rated in training)."""
     by_song: dict[str, list[Record]] = {}
     for record in pdmer:
-        if record.partition == "train":
+        if record.partition in ("train", "test_unseen"):
             by_song.setdefault(record.song_id, []).append(record)
     songs = [p.song_id for p in plans if p.song_id in by_song]
-    test = held_out(songs, spec.test_song_fraction, seed, "synthetic-dmer-test")
-    validation = held_out([s for s in songs if s not in test], spec.validation_song_fraction, seed,
+    unseen = {p.song_id for p in plans[spec.num_songs:]}
+    known = [s for s in songs if s not in unseen]
+    test = unseen if unseen else held_out(known, spec.test_song_fraction, seed, "synthetic-dmer-test")
+    validation = held_out([s for s in known if s not in test], spec.validation_song_fraction, seed,
                           "synthetic-dmer-validation")
     dmer = []
     for song_id in songs:
@@ -242,7 +298,26 @@ def generate_records(spec: SyntheticSpec, seed: int) -> tuple[list[SongPlan], li
             np.mean([r.valence for r in rows], axis=0).astype(np.float32),
             0.0, FRAME_RATE, partition, {"listeners": len(rows)},
         ))
-    return plans, people, pdmer, dmer
+    return dmer
+
+
+def reference_curves(spec: SyntheticSpec, seed: int) -> tuple[dict, dict]:
+    """The two references a personalization result is measured against, per song and per (listener, song):
+
+    - population: `{song_id: [frames, 2]}` the known emotion function (arousal, valence), no listener;
+    - oracle: `{(annotator, song_id): [frames, 2]}` what that listener hears without the hand's noise
+      (clipped to the slider's range like the annotations): the best any model of the listener could do.
+    Both are exact functions of the generator (no audio needed)."""
+    plans = {p.song_id: p for p in song_plans(spec, seed)}
+    features = {song_id: frame_features(plan) for song_id, plan in plans.items()}
+    population = {song_id: np.stack(population_emotion(f), axis=1) for song_id, f in features.items()}
+    oracle = {}
+    _, people, pdmer, _ = generate_records(spec, seed)
+    by_id = {person.annotator_id: person for person in people}
+    for record in pdmer:
+        heard = by_id[record.annotator].noise_free(features[record.song_id])
+        oracle[(record.annotator, record.song_id)] = np.clip(np.stack(heard, axis=1), -1.0, 1.0)
+    return population, oracle
 
 
 def _seconds_range(bounds: tuple[float, float]) -> str:
@@ -250,10 +325,26 @@ def _seconds_range(bounds: tuple[float, float]) -> str:
     return f"{low:g} s" if low == high else f"{low:g}-{high:g} s"
 
 
-def _doc_between(start: str, end: str) -> str:
-    """A part of this module's docstring (the formulas), so the card and the code document the same thing."""
+def _doc_between(start: str, end: str | None) -> str:
+    """A part of this module's docstring (up to `end`, or its end), so the card and the code say the same."""
     text = __doc__ or ""
-    return text[text.index(start): text.index(end)].strip()
+    return text[text.index(start): text.index(end) if end else len(text)].strip()
+
+
+def _partitions_text(pdmer: list[Record], dmer: list[Record]) -> str:
+    """The card's partition section: the rule (module docstring) and the counts of this build."""
+    lines = []
+    for partition in ("train", "validation", "test", "test_unseen"):
+        rows = [r for r in pdmer if r.partition == partition]
+        if rows:
+            styles = sorted({r.annotator_info["style"] for r in rows})
+            lines.append(f"- `pdmer` `{partition}`: {len({r.annotator for r in rows})} listeners, {len(rows)} rows, "
+                         f"{len({r.song_id for r in rows})} songs; styles {', '.join(styles)}")
+    for partition in ("train", "validation", "test"):
+        count = sum(r.partition == partition for r in dmer)
+        if count:
+            lines.append(f"- `dmer` `{partition}`: {count} songs")
+    return "\n".join(lines) + "\n\n" + _doc_between("Partitions (fixed", None)
 
 
 def build_synthetic(
@@ -292,15 +383,7 @@ def build_synthetic(
         license="apache-2.0",
         license_text="Generated data, released under the Apache License 2.0 like the dsaml package.",
         value_range=(-1.0, 1.0),
-        partitions=(
-            f"- `pdmer`: `partition` = `test` for {sum(r.partition == 'test' for r in pdmer)} rows of "
-            f"{len({r.annotator for r in pdmer if r.partition == 'test'})} held-out listeners (seeded "
-            f"{spec.test_annotator_fraction:g} of the listeners, never seen in meta-training), `train` for the "
-            "rest. Songs are shared between partitions: personalization is evaluated on unseen LISTENERS.\n"
-            "- `dmer`: each song's mean over its meta-train listeners; songs split (seeded) into "
-            f"`test` ({spec.test_song_fraction:g}), `validation` ({spec.validation_song_fraction:g} of the rest) "
-            "and `train`."
-        ),
+        partitions=_partitions_text(pdmer, dmer),
         extra_sections=[
             ("Emotion function and listeners", _doc_between("Emotion (population ground truth)", "Configs:")),
             ("Listener styles in this build", ", ".join(f"`{s}`: {n}" for s, n in styles.items())),

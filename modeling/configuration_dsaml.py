@@ -49,8 +49,13 @@ class DSAMLConfig(PreTrainedConfig):
         diagonal_loss_weight, local_diagonal_target, global_diagonal_target: the diagonal attention loss.
 
     Personalization (the meta-learned inner loop; training and `dsaml personalize` read the same values):
+        adaptation_method: `"sgd"` (official: `adaptation_steps` SGD steps on `adapted_parameters`) or `"ridge"`
+            (the output layer refitted in closed form on the support song: ridge regression of the listener's
+            labels on the predictor's last hidden features, shrunk toward the meta-learned output layer).
         adaptation_steps, adaptation_lr: inner SGD steps and learning rate (official 16, 5e-3).
         adapted_parameters: parameter-name prefixes adapted in the inner loop; empty = all trainable parameters.
+        adaptation_ridge: the ridge's pull toward the meta-learned output layer, relative to the support
+            features' mean variance (0: ordinary least squares).
     """
 
     model_type = "dsaml"
@@ -106,9 +111,11 @@ class DSAMLConfig(PreTrainedConfig):
     global_diagonal_target: float | int = 0.1
 
     # personalization (meta-learned inner loop)
+    adaptation_method: Literal["sgd", "ridge"] = "sgd"
     adaptation_steps: int = 16
     adaptation_lr: float | int = 5e-3
     adapted_parameters: list[str] | tuple[str, ...] = ()
+    adaptation_ridge: float | int = 1.0
 
     def __post_init__(self, **kwargs):
         # JSON round trips turn tuples into lists; keep one canonical type so saved/loaded configs compare equal.
@@ -180,6 +187,7 @@ class DSAMLConfig(PreTrainedConfig):
             self._require(0.0 <= getattr(self, name) <= 1.0, f"{name} must be in [0, 1], got {getattr(self, name)}")
         self._require(self.diagonal_loss_weight >= 0, "diagonal_loss_weight must be >= 0")
         self._require(self.adaptation_lr > 0, f"adaptation_lr must be > 0, got {self.adaptation_lr}")
+        self._require(self.adaptation_ridge >= 0, f"adaptation_ridge must be >= 0, got {self.adaptation_ridge}")
         self._require(
             self.hidden_act in {"gelu", "relu", "silu", "gelu_new", "tanh"},
             f"hidden_act must be one of gelu, relu, silu, gelu_new, tanh; got {self.hidden_act!r}",

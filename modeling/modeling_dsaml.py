@@ -142,6 +142,10 @@ class EmotionPredictor(nn.Module):
         self.out = nn.Linear(config.predictor_hidden_size, len(LABEL_NAMES))
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.out(self.readout_features(hidden, attention_mask))
+
+    def readout_features(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """`[B, S, predictor_hidden_size]`: what the output layer reads (the ridge inner loop refits it on them)."""
         if attention_mask is not None and not bool(attention_mask.all()):
             # pack so the backward direction starts at each song's real last step, not at its padding
             lengths = attention_mask.sum(dim=1).clamp_min(1).cpu()
@@ -150,7 +154,7 @@ class EmotionPredictor(nn.Module):
             sequence, _ = nn.utils.rnn.pad_packed_sequence(sequence, batch_first=True, total_length=hidden.shape[1])
         else:
             sequence, _ = self.lstm(hidden)
-        return self.out(self.dropout(self.dense(sequence)))
+        return self.dropout(self.dense(sequence))
 
 
 class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):

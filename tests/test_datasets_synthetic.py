@@ -267,3 +267,49 @@ def test_resolve_audio_follows_cache_symlinks_but_not_dotdot(tmp_path):
     assert resolve_audio(snapshot, "audio/S0.flac") == snapshot / "audio" / "S0.flac"
     with pytest.raises(AudioError, match="escapes"):
         resolve_audio(snapshot, "../../blobs/1234")
+
+
+def test_small_partitions_are_stratified_and_fixed():
+    """The small preset's splits (fixed before any modelling): the version-1 listeners keep their train/test
+    assignment, every style is in validation, test and test_unseen, and unseen songs are heard only there."""
+    spec = synthetic.spec_for("small")
+    plans, people, pdmer, dmer = synthetic.generate_records(spec, 0)
+    listeners = defaultdict(dict)
+    songs = defaultdict(set)
+    for record in pdmer:
+        listeners[record.partition][record.annotator] = record.annotator_info["style"]
+        songs[record.partition].add(record.song_id)
+    assert {p: len(a) for p, a in listeners.items()} == {"train": 18, "test": 11, "validation": 10, "test_unseen": 10}
+    for partition in ("validation", "test", "test_unseen"):
+        assert set(listeners[partition].values()) == set(synthetic.STYLES), partition
+    # version 1's held-out listeners are still the first test listeners, with the same styles
+    v1 = synthetic.held_out([f"L{i:03d}" for i in range(24)], 0.25, 0, "synthetic-listeners")
+    assert v1 <= set(listeners["test"]) and len(v1) == 6
+    unseen = {p.song_id for p in plans[spec.num_songs:]}
+    assert len(unseen) == 16 and songs["test_unseen"] == unseen
+    assert not unseen & (songs["train"] | songs["validation"] | songs["test"])
+    assert {r.song_id for r in dmer if r.partition == "test"} == unseen  # averaged test songs: never trained on
+    assert not {r.song_id for r in dmer if r.partition != "test"} & unseen
+
+
+def test_reference_curves_are_the_generator_without_noise():
+    """Population emotion and the listener oracle, recomputed by hand from the formulas of the module doc."""
+    spec = synthetic.spec_for("tiny")
+    population, oracle = synthetic.reference_curves(spec, 0)
+    plans, people, pdmer, _ = synthetic.generate_records(spec, 0)
+    plan = plans[0]
+    f = synthetic.frame_features(plan)
+    g = lambda s, c: np.tanh(c * s) / np.tanh(c)  # noqa: E731
+    arousal = 0.9 * g(0.45 * f["tempo"] + 0.35 * f["loudness"] + 0.20 * f["brightness"], 1.5)
+    valence = 0.9 * g(0.60 * f["mode"] + 0.25 * f["brightness"] + 0.15 * f["tempo"], 1.5)
+    np.testing.assert_allclose(population[plan.song_id], np.stack([arousal, valence], 1), atol=1e-12)
+    record = next(r for r in pdmer if r.song_id == plan.song_id)
+    person = next(p for p in people if p.annotator_id == record.annotator)
+    w, lag = person.weights["valence"], person.lag_steps
+    s = w[0] * f["mode"] + w[1] * f["brightness"] + w[2] * f["tempo"]
+    heard = person.bias["valence"] + person.gain["valence"] * g(s, person.curvature["valence"])
+    heard = np.concatenate([np.full(lag, heard[0]), heard[: len(heard) - lag]])
+    np.testing.assert_allclose(oracle[(record.annotator, plan.song_id)][:, 1], np.clip(heard, -1, 1), atol=1e-12)
+    # the annotation is the oracle plus the listener's small smooth noise
+    residual = record.valence - oracle[(record.annotator, plan.song_id)][:, 1]
+    assert 0.005 < np.sqrt((residual**2).mean()) < 0.2

@@ -51,7 +51,8 @@ def adapt(
     params: Mapping[str, torch.Tensor] | None = None,
     second_order: bool = False,
 ) -> dict[str, torch.Tensor]:
-    """Run `steps` SGD steps of size `lr` on the support batch and return the fast weights.
+    """Run `steps` SGD steps of size `lr` on the support batch and return the fast weights (or, for
+    `config.adaptation_method == "ridge"`, the closed-form output layer of `ridge_adapt`).
 
     Args:
         model: the (unwrapped) model; it is not modified.
@@ -68,6 +69,8 @@ def adapt(
         raise ValueError(f"adaptation steps must be >= 0, got {steps}")
     fast = dict(params if params is not None else adaptable_parameters(model))
     names = list(fast)
+    if getattr(config, "adaptation_method", "sgd") == "ridge":
+        return ridge_adapt(model, support, fast, strength=config.adaptation_ridge)
     if steps and adapts_predictor_only(model, names):
         return _adapt_predictor(model, support, fast, steps=steps, lr=lr, second_order=second_order)
     for _ in range(steps):
@@ -103,3 +106,41 @@ def _adapt_predictor(model, support, fast, *, steps: int, lr: float, second_orde
         grads = torch.autograd.grad(loss, [head[n] for n in names], create_graph=second_order, allow_unused=True)
         head = {n: (head[n] - lr * g if g is not None else head[n]) for n, g in zip(names, grads)}
     return {PREDICTOR + n: v for n, v in head.items()}
+
+
+RIDGE_PARAMETERS = ("predictor.out.weight", "predictor.out.bias")
+
+
+def ridge_adapt(model, support, fast, *, strength: float) -> dict[str, torch.Tensor]:
+    """The output layer refitted in closed form on the support batch (the `"ridge"` inner loop).
+
+    With the predictor's last hidden features X (centred over the support's labelled steps) and labels Y:
+
+        W = argmin ||Y_c - X_c W^T||^2 + lam ||W - W_0||^2,  lam = strength * trace(X_c^T X_c) / dim
+        b = mean(Y) - W mean(X)
+
+    W_0 is the meta-learned output layer (the fast weights given): a listener's labels move the readout of the
+    features the encoder learned, not only its level, while the pull toward W_0 keeps one song from
+    overfitting. The solve is differentiable, so meta-training gets the exact gradient through the inner loop
+    at no extra cost, whichever algorithm (`fomaml` or `maml`) drives it."""
+    if sorted(fast) != sorted(RIDGE_PARAMETERS):
+        raise ValueError(f"the ridge inner loop adapts exactly {list(RIDGE_PARAMETERS)}; set adapted_parameters: "
+                         f"[predictor.out] (got {sorted(fast)})")
+    mask = support.get("attention_mask")
+    hidden = model.dsaml.encode(support["input_features"], mask, support.get("global_input_values"))[0]
+    features = model.predictor.readout_features(hidden, mask)
+    keep = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
+    for m in (mask, support.get("labels_mask")):
+        if m is not None:
+            keep = keep & m.bool()
+    x, y = features[keep].double(), support["labels"][keep].double()
+    x_mean, y_mean = x.mean(0, keepdim=True), y.mean(0, keepdim=True)
+    xc, yc = x - x_mean, y - y_mean
+    gram = xc.T @ xc
+    lam = strength * torch.trace(gram).clamp_min(1e-12) / gram.shape[0]
+    w0 = fast["predictor.out.weight"].double()
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    weight = torch.linalg.solve(gram + lam * eye, xc.T @ yc + lam * w0.T).T
+    bias = (y_mean - x_mean @ weight.T)[0]
+    dtype = fast["predictor.out.weight"].dtype
+    return {"predictor.out.weight": weight.to(dtype), "predictor.out.bias": bias.to(dtype)}
