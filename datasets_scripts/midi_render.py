@@ -15,6 +15,7 @@ unchanged one never is.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .midi_files import MidiError, load_midi
 
 RENDERERS = ("sine", "fluidsynth")
 DEFAULT_SAMPLE_RATE = 22050  # Hz: enough for sine tones of piano pitches; the feature extractor resamples
-RENDER_VERSION = "1"  # bump when the rendering of a given MIDI file changes: it is part of the cache key
+RENDER_VERSION = "2"  # bump when the rendering of a given MIDI file changes: it is part of the cache key
 PEAK = 0.8  # peak level after normalization: headroom so 16-bit FLAC never clips
 
 
@@ -77,7 +78,8 @@ def _digest(path: Path) -> str:
 
 
 def render(midi_path: Path, renderer: Renderer) -> np.ndarray:
-    """Mono float32 audio of a MIDI file, peak-normalized to PEAK; MidiError when it cannot be rendered."""
+    """Mono float32 audio of a MIDI file, peak-normalized to PEAK, lasting at least to the MIDI's end time;
+    MidiError when it cannot be rendered."""
     midi = load_midi(midi_path)
     if renderer.name == "sine":
         wave = midi.synthesize(fs=int(renderer.sample_rate))
@@ -88,6 +90,10 @@ def render(midi_path: Path, renderer: Renderer) -> np.ndarray:
     peak = float(np.abs(wave).max()) if wave.size else 0.0
     if not np.isfinite(peak) or peak == 0.0:
         raise MidiError(f"{midi_path}: renders to silence (no notes outside drum tracks)")
+    # Events after the last note (pedal, controller, meta) extend the MIDI's timeline, and so its bars and
+    # label grid, but not the synthesized sound: pad with the silence a player would leave there.
+    length = int(math.ceil(midi.get_end_time() * renderer.sample_rate))
+    wave = np.pad(wave, (0, max(0, length - wave.size)))
     return (wave * (PEAK / peak)).astype(np.float32)
 
 

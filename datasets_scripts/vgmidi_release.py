@@ -10,9 +10,10 @@ The release (github.com/lucasnfe/vgmidi, `labelled/`) is read as distributed:
 
 Piece keys restart in each file and name different pieces there, so a piece is identified by its MIDI file.
 No listener id is stored: a listener's entries (normally two, for two pieces) share the demographic fields and
-the answers to the tool's two training examples (`IDENTITY_FIELDS`); grouping on them within one file gives
-the listeners. A group of one entry is an unpaired listener; a group of more than two is a collision (people
-who answered identically: whose entry is whose cannot be told). A listener's id is a short hash of the file
+the answers to the tool's two training examples (age, gender, country, musicianship, `ex1_*`, `ex2_*`; not
+`isKnown`, which is per piece); grouping on them within one file gives the listeners. A group of one entry is
+an unpaired listener; a group of more than two is a collision (people who answered identically: whose entry is
+whose cannot be told). A listener's id is a short hash of the file
 name and those answers: stable across builds, and anonymous (the free-text answers are hashed, never stored).
 """
 

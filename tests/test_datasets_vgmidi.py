@@ -262,7 +262,8 @@ def test_rendered_audio_is_cached(release, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     build_vgmidi(release, tmp_path / "one", sample_rate=RATE, cache_dir=cache, configs=["dmer"])
     cached = sorted(p.name for p in cache.iterdir())
-    assert len(cached) == 11 and all(name.endswith(f"-sine-{RATE}-v1.flac") for name in cached)
+    suffix = f"-sine-{RATE}-v{midi_render.RENDER_VERSION}.flac"  # keyed by content, renderer, rate
+    assert len(cached) == 11 and all(name.endswith(suffix) for name in cached)
 
     def no_rendering(*args, **kwargs):
         raise AssertionError("rendered again")
@@ -271,6 +272,19 @@ def test_rendered_audio_is_cached(release, tmp_path, monkeypatch):
     build_vgmidi(release, tmp_path / "two", sample_rate=RATE, cache_dir=cache, configs=["dmer"])
     assert sorted(p.name for p in cache.iterdir()) == cached
     assert "sine tones" in (tmp_path / "two" / "README.md").read_text()
+
+
+def test_audio_lasts_to_the_midi_end(tmp_path):
+    """A meta event long after the last note extends the MIDI (and its label grid): the audio is padded."""
+    path = tmp_path / "pedal.mid"
+    write_midi(path, 1, 120)  # notes end at 2.0 s
+    midi = pretty_midi.PrettyMIDI(str(path))
+    midi.key_signature_changes.append(pretty_midi.KeySignature(0, 5.0))  # pretty_midi's end time: 5 s
+    midi.write(str(path))
+    wave = midi_render.render(path, midi_render.Renderer("sine", RATE))
+    # pretty_midi synthesizes 1 s past the last note (3 s); the MIDI lasts 5 s
+    assert wave.size == 5 * RATE and np.abs(wave[int(3.1 * RATE):]).max() == 0.0
+    assert np.abs(wave).max() == pytest.approx(midi_render.PEAK, rel=1e-6)
 
 
 def test_labels_only_and_clear_errors(release, tmp_path, capsys):
