@@ -98,8 +98,8 @@ def _annotations_2() -> dict:
 
 
 def write_release(root: Path) -> Path:
-    for name, pieces, annotations in (("vgmidi_raw_1.json", FILE1, _annotations_1()),
-                                      ("vgmidi_raw_2.json", FILE2, _annotations_2())):
+    for name, pieces, entries in (("vgmidi_raw_1.json", FILE1, _annotations_1()),
+                                  ("vgmidi_raw_2.json", FILE2, _annotations_2())):
         listed = {}
         for key, (midi, bars, bpm, measures, duration) in pieces.items():
             write_midi(root / "labelled" / "midi" / midi, bars, bpm, pitch=ord(midi[0]))  # 11 different files
@@ -107,7 +107,7 @@ def write_release(root: Path) -> Path:
                            "audio": f"audio/{midi[:-4]}.wav"}
         path = root / "labelled" / "annotations" / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"annotations": annotations, "pieces": listed}))
+        path.write_text(json.dumps({"annotations": entries, "pieces": listed}))
     write_midi(root / "labelled" / "midi" / "Unlisted.mid", 1, 120)
     return root
 
