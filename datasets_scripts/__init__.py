@@ -1,4 +1,4 @@
-"""Dataset builders: DEAM and PMEmo releases (read in their official layouts) and the synthetic PDMER generator,
+"""Dataset builders: DEAM, PMEmo and VGMIDI releases (read in their official layouts) and the synthetic PDMER generator,
 each written as a Hub-ready folder that `datasets.load_dataset(folder, config)` loads. See README.md here for
 the format contract; `dsaml prepare` is the command-line front end."""
 
@@ -7,8 +7,9 @@ from .pmemo import build_pmemo
 from .report import DatasetBuildError, DropReport
 from .schema import AVERAGE_ANNOTATOR, COLUMNS, annotator_split_name, arrow_schema
 from .synthetic import GENERATOR_VERSION, PRESETS, build_synthetic
+from .vgmidi import build_vgmidi
 
-BUILDERS = {"deam": build_deam, "pmemo": build_pmemo, "synthetic": build_synthetic}
+BUILDERS = {"deam": build_deam, "pmemo": build_pmemo, "synthetic": build_synthetic, "vgmidi": build_vgmidi}
 
 __all__ = [
     "AVERAGE_ANNOTATOR",
@@ -23,4 +24,5 @@ __all__ = [
     "build_deam",
     "build_pmemo",
     "build_synthetic",
+    "build_vgmidi",
 ]

@@ -96,9 +96,11 @@ def render_card(
         "- `dmer`: averaged annotations (`annotator` = `average`), split by song into `train` / `validation` / `test`.\n"
         "- `pdmer`: one split per annotator, named `annotator_<id>` (ids reduced to letters, digits and `_`; the\n"
         "  original id stays in the `annotator` column). Each row's `partition` says whether it belongs to\n"
-        "  meta-training (`train`) or to the held-out evaluation (`test`).\n"
-        "- `pdmer_flat`: the same rows as `pdmer` in two splits, `train` and `test` (by `partition`), for training\n"
-        "  code that groups by the `annotator` column: one split loads much faster than hundreds.\n"
+        "  meta-training (`train`), to validation (`validation`, where the builder holds some out) or to the\n"
+        "  held-out evaluation (`test`).\n"
+        "- `pdmer_flat`: the same rows as `pdmer`, one split per `partition` (`train`, `test`, and `validation` where\n"
+        "  present), for training code that groups by the `annotator` column: one split loads much faster than\n"
+        "  hundreds.\n"
     )
     many = [name for name, splits in counts.items() if len(splits) > VIEWER_MAX_SPLITS]
     if many:

@@ -1,8 +1,9 @@
-"""`dsaml prepare {deam,pmemo,synthetic}`: build a Hub-ready dataset folder, optionally publish it.
+"""`dsaml prepare {deam,pmemo,synthetic,vgmidi}`: build a Hub-ready dataset folder, optionally publish it.
 
     dsaml prepare synthetic --output data/synthetic [--size small] [--seed 0]
     dsaml prepare deam --source ~/DEAM --output data/deam [--push-to-hub user/deam-pdmer --private]
     dsaml prepare pmemo --source ~/PMEmo2019 --output data/pmemo [--rescale-to-minus1-1]
+    dsaml prepare vgmidi --source ~/vgmidi --output data/vgmidi [--renderer fluidsynth --soundfont piano.sf2]
 
 Publishing uploads the finished folder with `HfApi().upload_folder(repo_type="dataset")`, not
 `DatasetDict.push_to_hub`: the folder already holds the README configs and Parquet files the Hub reads, and
@@ -51,7 +52,7 @@ def _release(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsaml prepare", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="dataset", required=True, metavar="{deam,pmemo,synthetic}")
+    sub = parser.add_subparsers(dest="dataset", required=True, metavar="{deam,pmemo,synthetic,vgmidi}")
 
     deam = sub.add_parser("deam", help="DEAM (official layout: DEAM_Annotations/, MEMD_audio/)")
     _common(deam, source=True)
@@ -73,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(synthetic, source=False)
     synthetic.add_argument("--size", choices=("tiny", "small", "large"), default="small",
                            help="tiny: tests; small: the README default; large: 500 listeners (benchmarks)")
+
+    from dsaml.datasets_scripts import vgmidi as vgmidi_builder
+
+    vgmidi = sub.add_parser("vgmidi", help="VGMIDI (labelled/annotations/*.json, labelled/midi/): audio from the MIDI")
+    _common(vgmidi, source=True)
+    vgmidi_builder.add_arguments(vgmidi)
     return parser
 
 
@@ -80,6 +87,10 @@ def build(args: argparse.Namespace) -> Path:
     from dsaml.datasets_scripts import build_deam, build_pmemo, build_synthetic
 
     progress = not args.quiet
+    if args.dataset == "vgmidi":
+        from dsaml.datasets_scripts.vgmidi import build_from_args
+
+        return build_from_args(args, progress)
     if args.dataset == "synthetic":
         return build_synthetic(args.output, size=args.size, seed=args.seed, overwrite=args.overwrite, progress=progress)
     common = dict(
