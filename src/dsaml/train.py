@@ -48,7 +48,13 @@ class TrainingData:
         train_rows = splits["train"]
         groups = annotator_songs(train_rows)
         personalize = args.data_config == "pdmer_flat"
-        if personalize:
+        if personalize and "validation" in splits:  # the dataset's own held-out listeners (stratified, fixed)
+            train_groups = groups
+            self.validation_rows = splits["validation"]
+            self.validation_tasks = evaluation_tasks(annotator_songs(self.validation_rows),
+                                                     support_songs=args.support_songs,
+                                                     max_query_songs=args.validation_max_query_songs, seed=args.seed)
+        elif personalize:
             split = validation_split(groups, validation_annotators=args.validation_annotators,
                                      validation_songs=args.validation_songs, support_songs=args.support_songs,
                                      max_query_songs=args.validation_max_query_songs, seed=args.seed)
@@ -425,7 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"dsaml train: {exc}", file=sys.stderr)
         return 2
-    train(args)
+    from dsaml.stages import run_stages
+
+    run_stages(args)
     return 0
 
 

@@ -40,7 +40,7 @@ class TrainingArguments:
     seed: int = 0
     # validation (on held-out annotators of the TRAIN partition; model selection never sees the test partition)
     validation_every: int = 10
-    validation_annotators: float = 0.2
+    validation_annotators: float = 0.2  # only when the dataset has no `validation` partition of its own
     validation_songs: int = 0
     validation_max_query_songs: int | None = 8
     select_metric: str = "validation/after/ccc"
@@ -55,6 +55,10 @@ class TrainingArguments:
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
+    # Stages run one after another by the same `dsaml train`, each from the previous stage's best model, e.g.
+    # supervised pre-training on averaged labels, then meta-training on listeners. A stage is a mapping of the
+    # fields above (plus `name`) that replace the run's own; `model` fields are merged. Empty: one stage.
+    stages: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.check()
@@ -78,6 +82,14 @@ class TrainingArguments:
             problems.append("push_to_hub needs hub_model_id (e.g. 'your-name/dsaml-deam')")
         if not self.select_metric.startswith("validation/"):
             problems.append(f"select_metric must be a validation metric (never test), got {self.select_metric!r}")
+        for i, stage in enumerate(self.stages):
+            if not isinstance(stage, dict) or not isinstance(stage.get("name"), str) or not stage["name"].isidentifier():
+                problems.append(f"stage {i} must be a mapping with a `name` made of letters, digits and _, got {stage!r}")
+            elif "stages" in stage or "output_dir" in stage or "init_from" in stage:
+                problems.append(f"stage {stage['name']!r} cannot set stages, output_dir or init_from (the run sets them)")
+        names = [s.get("name") for s in self.stages if isinstance(s, dict)]
+        if len(set(names)) != len(names):
+            problems.append(f"stage names must be unique, got {names}")
         if problems:
             raise ValueError("invalid training arguments: " + "; ".join(problems))
 
@@ -87,6 +99,26 @@ class TrainingArguments:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def stage_arguments(self) -> list[tuple[str, TrainingArguments]]:
+        """Each stage's own arguments: the run's, with the stage's fields on top. Earlier stages write to
+        `output_dir/stages/<name>` and the last to `output_dir` itself (so `best/` is where a one-stage run
+        puts it); each stage after the first starts from the previous stage's `best/`."""
+        if not self.stages:
+            return [("main", self)]
+        base = {k: v for k, v in self.to_dict().items() if k != "stages"}
+        out, previous = [], self.init_from
+        for i, stage in enumerate(self.stages):
+            values = {**base, **{k: v for k, v in stage.items() if k not in ("name", "model")}}
+            values["model"] = {**base["model"], **stage.get("model", {})}
+            last = i == len(self.stages) - 1
+            values["output_dir"] = self.output_dir if last else str(Path(self.output_dir) / "stages" / stage["name"])
+            values["init_from"] = previous
+            values["push_to_hub"] = self.push_to_hub and last  # only the finished model is published
+            args = TrainingArguments.from_dict(values)
+            out.append((stage["name"], args))
+            previous = str(Path(args.output_dir) / "best")
+        return out
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingArguments:
