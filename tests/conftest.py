@@ -100,6 +100,6 @@ def shared_data_dir() -> Path | None:
     return None
 
 
-# A local fake Hugging Face Hub (tests/hub_server.py): the `hub` fixture.
+# The fake Hub of the end-to-end round trip (`hub`), and Hub uploads recorded at the HfApi boundary (`hub_uploads`).
 from hub_fixtures import hub  # noqa: E402,F401
 from hub_mocks import hub_uploads  # noqa: E402,F401
