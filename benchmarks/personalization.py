@@ -83,8 +83,7 @@ def bench(size: str, seconds: float, repeats: int) -> dict:
 
 
 def main() -> None:
-    p = common.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", nargs="+", default=None, choices=("small", "default"))
+    p = common.parser(__doc__.split("\n\n")[0], sizes=True)
     args = p.parse_args()
     common.setup(args.threads)
     plan = {"small": 2, "default": 1} if not args.quick else {"small": 1}
