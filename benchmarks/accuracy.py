@@ -42,18 +42,30 @@ def main() -> None:
               "then\n  python benchmarks/accuracy.py --model outputs/synthetic_small/best", file=sys.stderr)
         sys.exit(2)
     common.setup(args.threads)
+    if args.quick:
+        args.max_annotators = args.max_annotators or 3
+        args.max_query_songs = 2
+    model, results = evaluate(args)
+    figures = summarize_figures(args, model, results)
+    for s in SCORES:
+        b, a = figures["scores"][f"before/{s}"], figures["scores"][f"after/{s}"]
+        print(f"{s:8s} before {b['mean']:.3f} ± {b['std']:.3f}   after {a['mean']:.3f} ± {a['std']:.3f}")
+    print(f"annotators improved (CCC): {figures['annotators_ccc_improved']}/{len(results)}")
+    common.write_result("accuracy" if not args.untrained else "accuracy_untrained_smoke", figures, args=args,
+                        path=args.output)
+
+
+def evaluate(args):
+    """The model and its per-annotator results through `dsaml.evaluation` (the protocol `dsaml evaluate` runs)."""
     import datasets
 
     from dsaml.data import annotator_songs, dataset_metadata, dataset_root, load_pdmer
-    from dsaml.evaluation import evaluate_tasks, summarize
+    from dsaml.evaluation import evaluate_tasks, inner_loop
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
     from dsaml.song_store import SongStore
     from dsaml.tasks import evaluation_tasks
 
     datasets.disable_progress_bars()
-    if args.quick:
-        args.max_annotators = args.max_annotators or 3
-        args.max_query_songs = 2
     if args.untrained:
         model = common.build_model("small").eval()
     else:
@@ -64,8 +76,14 @@ def main() -> None:
     tasks = evaluation_tasks(annotator_songs(rows), support_songs=1, max_query_songs=args.max_query_songs or None,
                              seed=args.seed)
     tasks = tasks[: args.max_annotators] if args.max_annotators else tasks
-    records = evaluate_tasks(model, store, tasks)
+    return model, evaluate_tasks(model, store, tasks, inner_loop())
 
+
+def summarize_figures(args, model, results) -> dict:
+    """Mean, spread and range of every score before / after, and the per-annotator rows."""
+    from dsaml.evaluation import summarize
+
+    records = [r.flat() for r in results]
     per_annotator = [
         {"annotator": r["annotator"], "num_query_songs": r["num_query_songs"],
          **{f"{stage}/{s}": r[f"{stage}/{s}"] for stage in ("before", "after") for s in SCORES}}
@@ -77,8 +95,8 @@ def main() -> None:
             values = np.array([r[f"{stage}/{s}"] for r in records])
             spread[f"{stage}/{s}"] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                                       "min": float(values.min()), "max": float(values.max())}
-    summary = summarize(records)
-    figures = {
+    summary = summarize(results)
+    return {
         "model": args.model or "untrained small model (smoke test)", "dataset": args.dataset,
         "partition": args.partition, "annotators": len(records),
         "adaptation_steps": model.config.adaptation_steps, "adaptation_lr": model.config.adaptation_lr,
@@ -87,12 +105,6 @@ def main() -> None:
         "annotators_rmse_improved": summary["annotators_rmse_improved"],
         "per_annotator": per_annotator,
     }
-    for s in SCORES:
-        b, a = spread[f"before/{s}"], spread[f"after/{s}"]
-        print(f"{s:8s} before {b['mean']:.3f} ± {b['std']:.3f}   after {a['mean']:.3f} ± {a['std']:.3f}")
-    print(f"annotators improved (CCC): {summary['annotators_ccc_improved']}/{len(records)}")
-    common.write_result("accuracy" if not args.untrained else "accuracy_untrained_smoke", figures, args=args,
-                        path=args.output)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,11 @@ def setup(threads: int = 2, seed: int = 0) -> None:
     torch.manual_seed(seed)
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, sizes: bool = False) -> argparse.ArgumentParser:
+    """The options every benchmark takes (and `--sizes`, the model sizes to run, when `sizes`)."""
     p = argparse.ArgumentParser(description=description)
+    if sizes:
+        p.add_argument("--sizes", nargs="+", default=None, choices=("small", "default"))
     p.add_argument("--quick", action="store_true", help="small sizes: runs in under a minute")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--output", type=Path, default=None, help="JSON path (default benchmarks/results/<name>.json)")

@@ -78,8 +78,7 @@ def bench(size: str, durations: dict[str, float], repeats: int, clips_batched: i
 
 
 def main() -> None:
-    p = common.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", nargs="+", default=None, choices=("small", "default"))
+    p = common.parser(__doc__.split("\n\n")[0], sizes=True)
     p.add_argument("--long-sizes", nargs="+", default=None, choices=("small", "default"),
                    help="models timed on the 10 min song (default: both; each call runs 115 windows)")
     p.add_argument("--long-modes", nargs="+", default=["batch1", "batched"], choices=("batch1", "batched"))

@@ -27,7 +27,7 @@ import common
 
 
 def make_tasks(config, *, tasks: int, query: int, window: int, seed: int = 0):
-    from dsaml.meta import TaskBatch
+    from dsaml.batches import TaskBatch
 
     return [
         TaskBatch(common.random_batch(1, window, config, seed=seed + 2 * i),

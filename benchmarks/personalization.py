@@ -1,6 +1,6 @@
 """Personalization latency on CPU: one listener from ONE annotated song with the default settings (the model
 config's `adaptation_steps` / `adaptation_lr`, every trainable parameter adapted, training-mode inner loop),
-i.e. exactly what `dsaml personalize` and the evaluation protocol do (`dsaml.episodes.personalized_copy` on
+i.e. exactly what `dsaml personalize` and the evaluation protocol do (`dsaml.personalize.personalized_copy` on
 `support_batch`: every `window_steps` window of the song).
 
 Reported per model size:
@@ -30,8 +30,9 @@ def bench(size: str, seconds: float, repeats: int) -> dict:
     import torch
 
     from dsaml import DSAMLFeatureExtractor
-    from dsaml.episodes import personalized_copy, support_batch
-    from dsaml.examples import align, song_patches
+    from dsaml.alignment import align, song_patches
+    from dsaml.batches import support_batch
+    from dsaml.personalize import personalized_copy
 
     model = common.build_model(size).eval()
     config = model.config
@@ -82,8 +83,7 @@ def bench(size: str, seconds: float, repeats: int) -> dict:
 
 
 def main() -> None:
-    p = common.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", nargs="+", default=None, choices=("small", "default"))
+    p = common.parser(__doc__.split("\n\n")[0], sizes=True)
     args = p.parse_args()
     common.setup(args.threads)
     plan = {"small": 2, "default": 1} if not args.quick else {"small": 1}

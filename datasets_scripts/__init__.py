@@ -1,6 +1,6 @@
 """Dataset builders: DEAM, PMEmo and VGMIDI releases (read in their official layouts) and the synthetic PDMER generator,
-each written as a Hub-ready folder that `datasets.load_dataset(folder, config)` loads. See README.md here for
-the format contract; `dsaml prepare` is the command-line front end."""
+each written as a Hub-ready folder that `datasets.load_dataset(folder, config)` loads. The format contract
+is `schema.py`; `dsaml prepare` is the command-line front end."""
 
 from .deam import build_deam
 from .pmemo import build_pmemo

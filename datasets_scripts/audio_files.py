@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dsaml.audio import AudioError, audio_duration
+from dsaml.audio import AUDIO_EXTENSIONS, AudioError, audio_duration
 
 from .report import DropReport
 from .schema import Record
 
-AUDIO_EXTENSIONS = (".mp3", ".flac", ".wav", ".ogg")  # preference order when a song has several files
 DURATION_TOLERANCE = 0.5  # seconds: MP3 header lengths are estimates and annotation tails round up
 
 

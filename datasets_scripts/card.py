@@ -77,15 +77,20 @@ def render_card(
     audio_mode: str,
     with_features: bool = False,
 ) -> str:
+    """The dataset card (README.md): front matter with the configs, then the sections below."""
     rows = max((sum(s.values()) for s in counts.values()), default=0)
-    low, high = card.value_range
     parts = [_front_matter(card, files, default, rows), f"# {card.pretty_name}\n", card.summary.strip() + "\n"]
-
     parts.append("## Source and licence\n")
     parts.append(card.source.strip() + "\n")
     parts.append(card.license_text.strip() + "\n")
+    parts += _configs_section(counts, default)
+    parts += _row_format_section(card, audio_mode, with_features)
+    parts += _loading_and_report_sections(card, report)
+    return "\n".join(parts).rstrip() + "\n"
 
-    parts.append("## Configurations\n")
+
+def _configs_section(counts: dict[str, dict[str, int]], default: str | None) -> list[str]:
+    parts = ["## Configurations\n"]
     parts.append("| config | splits | rows |\n|---|---|---|")
     for name, splits in counts.items():
         shown = ", ".join(f"`{s}` ({n})" for s, n in list(splits.items())[:6])
@@ -109,8 +114,13 @@ def render_card(
             f"{', '.join(f'`{m}`' for m in many)} has more. Every split still loads with `load_dataset`; "
             "browse the rows through `pdmer_flat`.\n"
         )
+    return parts
 
-    parts.append("## Row format\n")
+
+def _row_format_section(card: CardInfo, audio_mode: str, with_features: bool) -> list[str]:
+    """The columns, the label timing and value range, then the builder's partitions and extra sections."""
+    low, high = card.value_range
+    parts = ["## Row format\n"]
     reference = (
         "; in this build, an absolute path to the local release (`audio_mode=reference`): not portable"
         if audio_mode == "reference"
@@ -132,8 +142,11 @@ def render_card(
     for title, text in card.extra_sections:
         parts.append(f"## {title}\n")
         parts.append(text.strip() + "\n")
+    return parts
 
-    parts.append("## Loading\n")
+
+def _loading_and_report_sections(card: CardInfo, report: DropReport) -> list[str]:
+    parts = ["## Loading\n"]
     parts.append(
         "```python\n"
         "from datasets import load_dataset\n\n"
@@ -157,4 +170,4 @@ def render_card(
     if card.citation:
         parts.append("## Citation\n")
         parts.append("```bibtex\n" + card.citation.strip() + "\n```\n")
-    return "\n".join(parts).rstrip() + "\n"
+    return parts

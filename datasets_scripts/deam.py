@@ -9,7 +9,7 @@ The official release is read as distributed. `source` is the folder holding `DEA
     audio               MEMD_audio | DEAM_audio/MEMD_audio | audio | DEAM/MEMD_audio       (<song_id>.mp3)
     features            DEAM_features | features | DEAM_features/features | DEAM/DEAM_features (<song_id>.csv)
 
-Protocol (DSAML reference code, method notes section 6):
+Protocol (the DSAML reference code's):
 - `dmer`: averaged labels. test = song ids > 2000 (the 58 full-length 2015 songs); validation = a seeded
   `validation_fraction` of the other songs (the reference code selects models on test; we never do).
 - `pdmer` / `pdmer_flat`: per-rater labels from files that have a `WorkerId` column (files without it are
@@ -31,21 +31,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .audio_files import drop_uncovered, index_audio, probe_durations
+from .audio_files import index_audio, probe_durations
 from .card import CardInfo
-from .configs import check_configs, write_configs
 from .curves import CurveError, WideTable, pair_curves, parse_curve, read_wide_csv
-from .features import attach_features
-from .filters import (
-    OFFICIAL_FLATNESS_THRESHOLD,
-    OFFICIAL_MIN_SONGS_PER_ANNOTATOR,
-    drop_flat_curves,
-    drop_small_annotators,
-)
+from .release import ReleaseBuild, ReleaseOptions
 from .report import DatasetBuildError, DropReport, logger
 from .schema import AVERAGE_ANNOTATOR, Record, check_record
 from .splits import held_out
-from .writer import DatasetFolderWriter
 
 ANNOTATION_ROOTS = ("DEAM_Annotations/annotations", "annotations", ".", "DEAM/DEAM_Annotations/annotations")
 AVERAGED_DIR = "annotations averaged per song/dynamic (per second annotations)"
@@ -147,6 +139,15 @@ def _song_number(song_id: str) -> int:
     return int(float(song_id))
 
 
+def _checked_number(song_id: str, report: DropReport, scope: str, reason: str, where: str) -> int | None:
+    """The song's number, or None after reporting `where` (a file or a row) for an id that is not a number."""
+    try:
+        return _song_number(song_id)
+    except ValueError:
+        report.problem(scope, reason, f"{where}: song id {song_id!r} is not a number")
+        return None
+
+
 def _pair(
     song_id: str, annotator: str, arousal, valence, table: WideTable, partition: str, report: DropReport, scope: str,
     info: dict | None = None,
@@ -182,10 +183,8 @@ def read_averaged(layout: DeamLayout, report: DropReport, scope: str = "dmer") -
             missing = "valence.csv" if song_id not in valence else "arousal.csv"
             report.problem(scope, "song missing from one of arousal.csv/valence.csv", f"song {song_id}: not in {missing}")
             continue
-        try:
-            number = _song_number(song_id)
-        except ValueError:
-            report.problem(scope, "malformed row", f"{arousal[song_id][0]}: song id {song_id!r} is not a number")
+        number = _checked_number(song_id, report, scope, "malformed row", arousal[song_id][0])
+        if number is None:
             continue
         partition = "test" if number > TEST_IDS_ABOVE else "train"
         record = _pair(song_id, AVERAGE_ANNOTATOR, arousal[song_id], valence[song_id], tables[0], partition, report, scope)
@@ -220,10 +219,8 @@ def read_per_rater(
             have = a_files.get(song_id) or v_files.get(song_id)
             report.problem(scope, "per-rater file missing for one dimension", f"{have}: no file for the other dimension")
             continue
-        try:
-            number = _song_number(song_id)
-        except ValueError:
-            report.problem(scope, "malformed file name", f"{a_files[song_id]}: {song_id!r} is not a song id")
+        number = _checked_number(song_id, report, scope, "malformed file name", str(a_files[song_id]))
+        if number is None:
             continue
         partition = _rater_partition(number, official_song_ranges)
         if partition is None:
@@ -273,94 +270,21 @@ def _feature_reader(directory: Path):
 
 
 # -- build ----------------------------------------------------------------------------------------------------
-def build_deam(
-    source: str | os.PathLike,
-    output: str | os.PathLike,
-    *,
-    configs: Sequence[str] | None = None,
-    validation_fraction: float = 0.05,
-    seed: int = 0,
-    flatness_threshold: float = OFFICIAL_FLATNESS_THRESHOLD,
-    min_songs_per_annotator: int = OFFICIAL_MIN_SONGS_PER_ANNOTATOR,
-    official_song_ranges: bool = True,
-    include_average_annotator: bool = False,
-    include_features: bool = False,
-    require_audio: bool = True,
-    audio_mode: str = "copy",
-    overwrite: bool = False,
-    strict: bool = False,
-    progress: bool = False,
-) -> Path:
-    """Build the DEAM dataset folder at `output` and return its path (options: see the module docstring)."""
-    layout = find_layout(source)
-    wanted = check_configs(configs, {"dmer"} | ({"pdmer", "pdmer_flat"} if layout.per_rater else set()))
-    if layout.per_rater is None:
-        logger.warning("no per-rater annotations under %s: building dmer only", layout.source)
-    if require_audio and layout.audio is None:
-        raise DatasetBuildError(
-            "DEAM audio folder not found (pass require_audio=False for labels only); searched:\n  "
-            + "\n  ".join(str(layout.source / c) for c in AUDIO_DIRS)
-        )
-    if include_features and layout.features is None:
-        raise DatasetBuildError(
-            "DEAM features folder not found; searched:\n  " + "\n  ".join(str(layout.source / c) for c in FEATURE_DIRS)
-        )
-    report = DropReport(strict=strict)
-    writer = DatasetFolderWriter(output, audio_mode=audio_mode, overwrite=overwrite, progress=progress)
+def _average_annotator(dmer: list[Record], official_song_ranges: bool) -> list[Record]:
+    """Each song's averaged curve as one more pdmer annotator (the reference code's "all" pseudo-annotator)."""
+    info = {"pseudo_annotator": True, "description": "the song's averaged annotation"}
+    records = []
+    for r in dmer:
+        partition = _rater_partition(_song_number(r.song_id), official_song_ranges)
+        if partition:
+            records.append(Record(r.song_id, r.annotator, r.arousal, r.valence, r.start_seconds, r.frame_rate,
+                                  partition, info))
+    return records
 
-    dmer = read_averaged(layout, report) if "dmer" in wanted or include_average_annotator else []
-    pdmer: list[Record] = []
-    if {"pdmer", "pdmer_flat"} & set(wanted):
-        pdmer = read_per_rater(layout, report, official_song_ranges, progress)
-        if include_average_annotator:
-            info = {"pseudo_annotator": True, "description": "the song's averaged annotation"}
-            for r in dmer:
-                partition = _rater_partition(_song_number(r.song_id), official_song_ranges)
-                if partition:
-                    pdmer.append(Record(r.song_id, r.annotator, r.arousal, r.valence, r.start_seconds,
-                                        r.frame_rate, partition, info))
-    if "dmer" not in wanted:
-        dmer = []
 
-    # Audio: every song with rows needs a readable file that covers its annotation.
-    files = index_audio(layout.audio)
-    songs = {r.song_id for r in dmer} | {r.song_id for r in pdmer}
-    durations = probe_durations({s: files[s] for s in songs if s in files}, report, "audio", progress)
-    no_audio = sorted(songs - set(files), key=lambda s: (len(s), s))
-
-    def usable(records: list[Record], scope: str) -> list[Record]:
-        kept = []
-        for record in records:
-            if record.song_id in durations:
-                kept.append(record)
-            elif record.song_id in no_audio and not require_audio:
-                kept.append(record)
-            elif record.song_id in no_audio:
-                report.problem(scope, "audio missing", f"song {record.song_id}, annotator {record.annotator}: "
-                                                       f"no audio file in {layout.audio}")
-            # unreadable audio was reported once by probe_durations
-        covered = [r for r in kept if r.song_id in durations]
-        labels_only = [r for r in kept if r.song_id not in durations]
-        return drop_uncovered(covered, durations, report, scope) + labels_only
-
-    dmer, pdmer = usable(dmer, "dmer"), usable(pdmer, "pdmer")
-    if include_features:
-        lookup = _feature_reader(layout.features)
-        dmer = attach_features(dmer, lookup, report, "dmer")
-        pdmer = attach_features(pdmer, lookup, report, "pdmer")
-    pdmer = drop_flat_curves(pdmer, report, "pdmer", threshold=flatness_threshold)
-    pdmer = drop_small_annotators(pdmer, report, "pdmer", min_songs=min_songs_per_annotator)
-
-    validation = held_out([r.song_id for r in dmer if r.partition == "train"], validation_fraction, seed,
-                          "deam-dmer-validation")
-    dmer = [r.with_partition("validation") if r.song_id in validation else r for r in dmer]
-
-    used = {r.song_id for r in dmer} | {r.song_id for r in pdmer}
-    writer.add_audio_files({s: files[s] for s in used if s in durations})
-    writer.audio_paths.update({s: "" for s in used if s not in durations})
-    write_configs(writer, wanted, dmer, pdmer, with_features=include_features)
-
-    card = CardInfo(
+def _card(opts: ReleaseOptions, official_song_ranges: bool, include_average_annotator: bool) -> CardInfo:
+    """The dataset card of a DEAM build (licence, citation, partitions of these options)."""
+    return CardInfo(
         pretty_name="DEAM dynamic emotion annotations (dsaml PDMER format)",
         summary=(
             "The MediaEval Database for Emotional Analysis in Music (DEAM): 1,802 songs and excerpts with valence and "
@@ -383,34 +307,80 @@ def build_deam(
         citation=CITATION,
         partitions=(
             f"- `dmer`: `test` = song ids > {TEST_IDS_ABOVE} (the full-length 2015 songs, labels up to their end); "
-            f"`validation` = a seeded {validation_fraction:g} of the other songs (seed {seed}); `train` = the rest. "
+            f"`validation` = a seeded {opts.validation_fraction:g} of the other songs (seed {opts.seed}); `train` = the rest. "
             "Select models on `validation`, never on `test`.\n"
             f"- `pdmer`: `partition` = `train` for song ids {PERSONALIZED_IDS_ABOVE + 1}-{TEST_IDS_ABOVE} (meta-training), "
             f"`test` for ids > {TEST_IDS_ABOVE} (personalization evaluation)"
             + (f"; ids <= {PERSONALIZED_IDS_ABOVE} left out (official protocol)" if official_song_ranges else "")
-            + f". Filters: flat curves (mean absolute deviation < {flatness_threshold:g} over the first 60 values, "
-            f"arousal or valence) and annotators with fewer than {min_songs_per_annotator} songs in a partition.\n"
+            + f". Filters: flat curves (mean absolute deviation < {opts.flatness_threshold:g} over the first 60 values, "
+            f"arousal or valence) and annotators with fewer than {opts.min_songs_per_annotator} songs in a partition.\n"
             + ("- The averaged curve of every song is included as annotator `average` (reference-code quirk).\n"
                if include_average_annotator else "")
         ),
-        extra_sections=[] if require_audio else [(
+        extra_sections=[] if opts.require_audio else [(
             "Songs without audio",
             "This build kept songs whose audio was not in the source (`require_audio=False`): their `audio` is an "
             "empty string. Use them for label statistics or feature-based models only.",
         )],
         tags=["deam"],
     )
+
+
+def build_deam(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    official_song_ranges: bool = True,
+    include_average_annotator: bool = False,
+    **options,
+) -> Path:
+    """Build the DEAM dataset folder at `output` and return its path (DEAM's options: see the module docstring;
+    the others, shared by every release builder: `ReleaseOptions`)."""
+    opts = ReleaseOptions.from_kwargs("build_deam", options)
+    layout = find_layout(source)
+    build = ReleaseBuild(
+        output, opts, available={"dmer"} | ({"pdmer", "pdmer_flat"} if layout.per_rater else set()),
+        audio_missing=None if layout.audio else "DEAM audio folder not found (pass require_audio=False for labels "
+        "only); searched:\n  " + "\n  ".join(str(layout.source / c) for c in AUDIO_DIRS),
+        features_missing=None if layout.features else "DEAM features folder not found; searched:\n  "
+        + "\n  ".join(str(layout.source / c) for c in FEATURE_DIRS),
+    )
+    if layout.per_rater is None:
+        logger.warning("no per-rater annotations under %s: building dmer only", layout.source)
+    report, wanted = build.report, build.configs
+
+    dmer = read_averaged(layout, report) if "dmer" in wanted or include_average_annotator else []
+    pdmer: list[Record] = []
+    if {"pdmer", "pdmer_flat"} & set(wanted):
+        pdmer = read_per_rater(layout, report, official_song_ranges, opts.progress)
+        if include_average_annotator:
+            pdmer += _average_annotator(dmer, official_song_ranges)
+    if "dmer" not in wanted:
+        dmer = []
+
+    # Audio: every song with rows needs a readable file that covers its annotation.
+    files = index_audio(layout.audio)
+    songs = {r.song_id for r in dmer} | {r.song_id for r in pdmer}
+    durations = probe_durations({s: files[s] for s in songs if s in files}, report, "audio", opts.progress)
+    dmer = build.with_audio(dmer, files, durations, "dmer", layout.audio)
+    pdmer = build.with_audio(pdmer, files, durations, "pdmer", layout.audio)
+    if opts.include_features:
+        dmer, pdmer = build.with_features(dmer, pdmer, _feature_reader(layout.features))
+    pdmer = build.filter_listeners(pdmer)
+
+    validation = held_out([r.song_id for r in dmer if r.partition == "train"], opts.validation_fraction, opts.seed,
+                          "deam-dmer-validation")
+    dmer = [r.with_partition("validation") if r.song_id in validation else r for r in dmer]
+
+    card = _card(opts, official_song_ranges, include_average_annotator)
     summary = {
         "dataset": "deam",
         "source": str(layout.source),
         "options": {
-            "configs": wanted, "validation_fraction": validation_fraction, "seed": seed,
-            "flatness_threshold": flatness_threshold, "min_songs_per_annotator": min_songs_per_annotator,
+            "configs": wanted, "validation_fraction": opts.validation_fraction, "seed": opts.seed,
+            "flatness_threshold": opts.flatness_threshold, "min_songs_per_annotator": opts.min_songs_per_annotator,
             "official_song_ranges": official_song_ranges, "include_average_annotator": include_average_annotator,
-            "include_features": include_features, "require_audio": require_audio,
+            "include_features": opts.include_features, "require_audio": opts.require_audio,
         },
-        "songs": len(used),
-        "annotators": len({r.annotator for r in pdmer}),
-        "songs_without_audio": sum(1 for s in used if s not in durations),
     }
-    return writer.finish(card, report, summary)
+    return build.finish(dmer, pdmer, files, durations, card, summary)

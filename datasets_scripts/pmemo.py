@@ -37,20 +37,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .audio_files import drop_uncovered, index_audio, probe_durations
+from .audio_files import index_audio, probe_durations
 from .card import CardInfo
-from .configs import check_configs, write_configs
-from .features import attach_features
-from .filters import (
-    OFFICIAL_FLATNESS_THRESHOLD,
-    OFFICIAL_MIN_SONGS_PER_ANNOTATOR,
-    drop_flat_curves,
-    drop_small_annotators,
-)
+from .release import ReleaseBuild, ReleaseOptions
 from .report import DatasetBuildError, DropReport, logger
 from .schema import AVERAGE_ANNOTATOR, FRAME_RATE, Record, check_record
 from .splits import held_out
-from .writer import DatasetFolderWriter
 
 ROOTS = (".", "PMEmo2019", "PMEmo2019/PMEmo2019")
 AVERAGED_FILE = "annotations/dynamic_annotations.csv"
@@ -262,94 +254,38 @@ def _rescale(records: list[Record]) -> list[Record]:
     ]
 
 
-def build_pmemo(
-    source: str | os.PathLike,
-    output: str | os.PathLike,
-    *,
-    configs: Sequence[str] | None = None,
-    test_fraction: float = 0.2,
-    validation_fraction: float = 0.05,
-    test_annotator_fraction: float = 0.2,
-    seed: int = 0,
-    flatness_threshold: float = OFFICIAL_FLATNESS_THRESHOLD,
-    min_songs_per_annotator: int = OFFICIAL_MIN_SONGS_PER_ANNOTATOR,
-    rescale_to_minus1_1: bool = False,
-    include_features: bool = False,
-    require_audio: bool = True,
-    audio_mode: str = "copy",
-    overwrite: bool = False,
-    strict: bool = False,
-    progress: bool = False,
-) -> Path:
-    """Build the PMEmo dataset folder at `output` and return its path (options: see the module docstring)."""
-    layout = find_layout(source)
-    wanted = check_configs(configs, {"dmer"} | ({"pdmer", "pdmer_flat"} if layout.raw else set()))
-    if not layout.raw:
-        logger.info("no per-subject dynamic annotations under %s/annotations: building dmer only", layout.root)
-    if require_audio and layout.audio is None:
-        raise DatasetBuildError(f"PMEmo audio folder {layout.root / AUDIO_DIR} not found (require_audio=False for labels only)")
-    if include_features and layout.features is None:
-        raise DatasetBuildError(f"PMEmo features file {layout.root / FEATURES_FILE} not found")
-    report = DropReport(strict=strict)
-    writer = DatasetFolderWriter(output, audio_mode=audio_mode, overwrite=overwrite, progress=progress)
-
-    dmer, annotated = read_averaged(layout, report) if "dmer" in wanted else ([], set())
-    pdmer, rated = read_per_subject(layout, report) if {"pdmer", "pdmer_flat"} & set(wanted) else ([], set())
-
-    # Clips listed in the release but never annotated: the 27 known short clips, or something unexpected.
-    files = index_audio(layout.audio)
-    listed = set(files)
+def _report_unannotated(layout: PmemoLayout, listed: set[str], annotated: set[str], strict_dmer: bool,
+                        report: DropReport) -> None:
+    """Clips listed in the release (audio files, metadata.csv) but never annotated: the 27 known short clips
+    are filtered; any other is a problem when dmer is built."""
     if layout.metadata is not None:
         meta = _read_csv(layout.metadata)
-        listed |= _ids(meta[_column(meta, _ID, layout.metadata, "musicId")])
-    for song_id in sorted(listed - annotated - rated, key=lambda s: (len(s), s)):
+        listed = listed | _ids(meta[_column(meta, _ID, layout.metadata, "musicId")])
+    for song_id in sorted(listed - annotated, key=lambda s: (len(s), s)):
         if song_id in UNANNOTATED_IDS:
             report.filtered("songs", "clip without dynamic annotations (one of the 27 clips shorter than 15.5 s)",
                             f"song {song_id}")
-        elif "dmer" in wanted:
+        elif strict_dmer:
             report.problem("songs", "clip without dynamic annotations", f"song {song_id}: listed but not annotated")
 
-    needed = {r.song_id for r in dmer} | {r.song_id for r in pdmer}
-    durations = probe_durations({s: files[s] for s in needed if s in files}, report, "audio", progress)
 
-    def usable(records: list[Record], scope: str) -> list[Record]:
-        kept, labels_only = [], []
-        for record in records:
-            if record.song_id in durations:
-                kept.append(record)
-            elif record.song_id not in files and not require_audio:
-                labels_only.append(record)
-            elif record.song_id not in files:
-                report.problem(scope, "audio missing", f"song {record.song_id}, annotator {record.annotator}: "
-                                                       f"no audio file in {layout.audio}")
-        return drop_uncovered(kept, durations, report, scope) + labels_only
-
-    dmer, pdmer = usable(dmer, "dmer"), usable(pdmer, "pdmer")
-    if include_features:
-        lookup = _feature_reader(layout.features)
-        dmer = attach_features(dmer, lookup, report, "dmer")
-        pdmer = attach_features(pdmer, lookup, report, "pdmer")
-
+def _partitions(dmer: list[Record], pdmer: list[Record], opts: ReleaseOptions, test_fraction: float,
+                test_annotator_fraction: float) -> tuple[list[Record], list[Record]]:
+    """PMEmo has no official split: dmer by seeded song fractions, pdmer by a seeded fraction of listeners."""
     songs = [r.song_id for r in dmer]
-    test = held_out(songs, test_fraction, seed, "pmemo-dmer-test")
-    validation = held_out([s for s in songs if s not in test], validation_fraction, seed, "pmemo-dmer-validation")
+    test = held_out(songs, test_fraction, opts.seed, "pmemo-dmer-test")
+    validation = held_out([s for s in songs if s not in test], opts.validation_fraction, opts.seed,
+                          "pmemo-dmer-validation")
     dmer = [r.with_partition("test" if r.song_id in test else "validation" if r.song_id in validation else "train")
             for r in dmer]
-    test_subjects = held_out([r.annotator for r in pdmer], test_annotator_fraction, seed, "pmemo-pdmer-test")
-    pdmer = [r.with_partition("test" if r.annotator in test_subjects else "train") for r in pdmer]
-    pdmer = drop_flat_curves(pdmer, report, "pdmer", threshold=flatness_threshold)
-    pdmer = drop_small_annotators(pdmer, report, "pdmer", min_songs=min_songs_per_annotator)
+    test_subjects = held_out([r.annotator for r in pdmer], test_annotator_fraction, opts.seed, "pmemo-pdmer-test")
+    return dmer, [r.with_partition("test" if r.annotator in test_subjects else "train") for r in pdmer]
 
-    value_range = RAW_RANGE
-    if rescale_to_minus1_1:
-        dmer, pdmer, value_range = _rescale(dmer), _rescale(pdmer), (-1.0, 1.0)
 
-    used = {r.song_id for r in dmer} | {r.song_id for r in pdmer}
-    writer.add_audio_files({s: files[s] for s in used if s in durations})
-    writer.audio_paths.update({s: "" for s in used if s not in durations})
-    write_configs(writer, wanted, dmer, pdmer, with_features=include_features)
-
-    card = CardInfo(
+def _card(opts: ReleaseOptions, test_fraction: float, test_annotator_fraction: float, rescale_to_minus1_1: bool,
+          value_range: tuple[float, float], pdmer: list[Record]) -> CardInfo:
+    """The dataset card of a PMEmo build (licence, citation, partitions of these options)."""
+    return CardInfo(
         pretty_name="PMEmo2019 dynamic emotion annotations (dsaml format)",
         summary=(
             "PMEmo2019: chorus clips of popular songs with valence and arousal annotated every 0.5 s from 15 s on, "
@@ -367,11 +303,11 @@ def build_pmemo(
         value_range=value_range,
         citation=CITATION,
         partitions=(
-            f"- `dmer`: seeded song split (seed {seed}): `test` = {test_fraction:g} of the songs, `validation` = "
-            f"{validation_fraction:g} of the rest, `train` = the remainder. PMEmo has no official split.\n"
+            f"- `dmer`: seeded song split (seed {opts.seed}): `test` = {test_fraction:g} of the songs, `validation` = "
+            f"{opts.validation_fraction:g} of the rest, `train` = the remainder. PMEmo has no official split.\n"
             + (f"- `pdmer`: listeners split by a seeded {test_annotator_fraction:g} into `test` (unseen listeners "
                "for personalization evaluation) and `train`; official DEAM filters applied (flat curves < "
-               f"{flatness_threshold:g}, fewer than {min_songs_per_annotator} songs).\n" if pdmer else "")
+               f"{opts.flatness_threshold:g}, fewer than {opts.min_songs_per_annotator} songs).\n" if pdmer else "")
         ),
         extra_sections=[(
             "Value range",
@@ -381,19 +317,62 @@ def build_pmemo(
         )],
         tags=["pmemo"],
     )
+
+
+def build_pmemo(
+    source: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    test_fraction: float = 0.2,
+    test_annotator_fraction: float = 0.2,
+    rescale_to_minus1_1: bool = False,
+    **options,
+) -> Path:
+    """Build the PMEmo dataset folder at `output` and return its path (PMEmo's options: see the module docstring;
+    the others, shared by every release builder: `ReleaseOptions`)."""
+    opts = ReleaseOptions.from_kwargs("build_pmemo", options)
+    layout = find_layout(source)
+    build = ReleaseBuild(
+        output, opts, available={"dmer"} | ({"pdmer", "pdmer_flat"} if layout.raw else set()),
+        audio_missing=None if layout.audio else f"PMEmo audio folder {layout.root / AUDIO_DIR} not found "
+        "(require_audio=False for labels only)",
+        features_missing=None if layout.features else f"PMEmo features file {layout.root / FEATURES_FILE} not found",
+    )
+    if not layout.raw:
+        logger.info("no per-subject dynamic annotations under %s/annotations: building dmer only", layout.root)
+    report, wanted = build.report, build.configs
+
+    dmer, annotated = read_averaged(layout, report) if "dmer" in wanted else ([], set())
+    pdmer, rated = read_per_subject(layout, report) if {"pdmer", "pdmer_flat"} & set(wanted) else ([], set())
+
+    files = index_audio(layout.audio)
+    _report_unannotated(layout, set(files), annotated | rated, "dmer" in wanted, report)
+
+    needed = {r.song_id for r in dmer} | {r.song_id for r in pdmer}
+    durations = probe_durations({s: files[s] for s in needed if s in files}, report, "audio", opts.progress)
+    dmer = build.with_audio(dmer, files, durations, "dmer", layout.audio)
+    pdmer = build.with_audio(pdmer, files, durations, "pdmer", layout.audio)
+    if opts.include_features:
+        dmer, pdmer = build.with_features(dmer, pdmer, _feature_reader(layout.features))
+
+    dmer, pdmer = _partitions(dmer, pdmer, opts, test_fraction, test_annotator_fraction)
+    pdmer = build.filter_listeners(pdmer)
+
+    value_range = RAW_RANGE
+    if rescale_to_minus1_1:
+        dmer, pdmer, value_range = _rescale(dmer), _rescale(pdmer), (-1.0, 1.0)
+
+    card = _card(opts, test_fraction, test_annotator_fraction, rescale_to_minus1_1, value_range, pdmer)
     summary = {
         "dataset": "pmemo",
         "source": str(layout.root),
         "options": {
-            "configs": wanted, "test_fraction": test_fraction, "validation_fraction": validation_fraction,
-            "test_annotator_fraction": test_annotator_fraction, "seed": seed,
-            "flatness_threshold": flatness_threshold, "min_songs_per_annotator": min_songs_per_annotator,
-            "rescale_to_minus1_1": rescale_to_minus1_1, "include_features": include_features,
-            "require_audio": require_audio,
+            "configs": wanted, "test_fraction": test_fraction, "validation_fraction": opts.validation_fraction,
+            "test_annotator_fraction": test_annotator_fraction, "seed": opts.seed,
+            "flatness_threshold": opts.flatness_threshold, "min_songs_per_annotator": opts.min_songs_per_annotator,
+            "rescale_to_minus1_1": rescale_to_minus1_1, "include_features": opts.include_features,
+            "require_audio": opts.require_audio,
         },
         "per_subject_files": [str(p) for p in layout.raw],
-        "songs": len(used),
-        "annotators": len({r.annotator for r in pdmer}),
-        "songs_without_audio": sum(1 for s in used if s not in durations),
     }
-    return writer.finish(card, report, summary)
+    return build.finish(dmer, pdmer, files, durations, card, summary)

@@ -11,7 +11,8 @@ import zlib
 import numpy as np
 
 
-def _sort_key(value: str) -> tuple[int, float, str]:
+def id_order(value: str) -> tuple[int, float, str]:
+    """Sort key of song and annotator ids: numeric ids first, in numeric order (2, 10, 100), then the others."""
     try:
         return (0, float(value), value)  # numeric ids in numeric order (2, 10, 100)
     except ValueError:
@@ -22,7 +23,7 @@ def held_out(ids, fraction: float, seed: int, salt: str) -> set[str]:
     """`round(fraction * len(ids))` ids drawn with `seed`; `salt` keeps different selections independent."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"a held-out fraction must be in [0, 1), got {fraction}")
-    pool = sorted(set(ids), key=_sort_key)
+    pool = sorted(set(ids), key=id_order)
     count = int(round(fraction * len(pool)))
     if fraction > 0 and len(pool) >= 2:
         count = min(max(count, 1), len(pool) - 1)

@@ -27,6 +27,7 @@ from dsaml.files import atomic_path, atomic_write_text
 from .card import CardInfo, render_card
 from .report import DatasetBuildError, DropReport, logger
 from .schema import Record, audio_file_stem, records_to_table
+from .splits import id_order
 
 AUDIO_DIR = "audio"
 REPORT_FILE = "build_report.json"
@@ -121,7 +122,7 @@ class DatasetFolderWriter:
             missing = sorted({r.song_id for r in records} - set(self.audio_paths))
             if missing:
                 raise DatasetBuildError(f"config {name}, split {split}: no audio registered for songs {missing[:5]}")
-            records = sorted(records, key=lambda r: (r.annotator, _numeric_first(r.song_id)))
+            records = sorted(records, key=lambda r: (r.annotator, id_order(r.song_id)))
             table = records_to_table(records, self.audio_paths, with_features)
             relative = f"{name}/{split}-00000-of-00001.parquet"
             with atomic_path(self.output / relative) as tmp:
@@ -163,10 +164,3 @@ class DatasetFolderWriter:
         report.log_summary()
         logger.info("wrote %s (%s)", self.output, ", ".join(f"{c}: {sum(s.values())} rows" for c, s in self.configs.items()))
         return self.output
-
-
-def _numeric_first(value: str) -> tuple[int, float, str]:
-    try:
-        return (0, float(value), value)
-    except ValueError:
-        return (1, 0.0, value)

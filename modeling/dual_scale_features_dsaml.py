@@ -131,7 +131,7 @@ class PretrainedContextEncoder(nn.Module):
         return self.projection(self.embed(waveform, num_steps).to(self.projection.weight.dtype))
 
 
-class DualScaleFeatureExtractor(nn.Module):
+class DualScaleFeatureFusion(nn.Module):
     """Local (per-step) and global (long-context) features, fused: z = fuse(sigmoid(local + global))."""
 
     def __init__(self, config: DSAMLConfig):

@@ -13,6 +13,14 @@ import torch.nn.functional as F
 EPS = 1e-8
 
 
+def agreement(mean_p, mean_t, var_p, var_t, cov, sqrt=torch.sqrt):
+    """CCC and Pearson r from population moments: the one definition behind the loss (torch tensors) and the
+    evaluation scores (`dsaml.scores`, numpy with `sqrt=numpy.sqrt`). Pearson r of a constant curve is 0."""
+    ccc = 2 * cov / (var_p + var_t + (mean_p - mean_t) ** 2 + EPS)
+    pcc = cov / (sqrt(var_p + EPS**2) * sqrt(var_t + EPS**2) + EPS)
+    return ccc, pcc
+
+
 def sequence_scores(
     predictions: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
@@ -35,8 +43,7 @@ def sequence_scores(
     var_p = (dp**2).sum(1) / count  # population variances, as in the reference code
     var_t = (dt**2).sum(1) / count
     cov = (dp * dt).sum(1) / count
-    ccc = 2 * cov / (var_p + var_t + (mean_p - mean_t) ** 2 + EPS)
-    pcc = cov / (torch.sqrt(var_p + EPS**2) * torch.sqrt(var_t + EPS**2) + EPS)
+    ccc, pcc = agreement(mean_p, mean_t, var_p, var_t, cov)
     mse = (((predictions - targets) * weights) ** 2).sum(1) / count
     rmse = torch.sqrt(mse + EPS**2)  # the epsilon keeps the gradient finite at a perfect fit
     return {"ccc": ccc, "pcc": pcc, "rmse": rmse}

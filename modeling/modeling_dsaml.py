@@ -1,8 +1,8 @@
 """DSAML: Dual-Scale Attention-Based Meta-Learning for personalized dynamic music emotion recognition.
 
-Pipeline (paper Fig. 2): per-step log-mel patches -> dual-scale feature extractor -> dual-scale attention
-transformer (one shared encoder, local and global band masks) -> BiLSTM sequence predictor -> (arousal, valence)
-at 2 Hz. Meta-learning lives in the `dsaml` library; this file only defines the network and its losses, so it
+Pipeline (paper Fig. 2): per-step log-mel patches -> dual-scale feature fusion (`DualScaleFeatureFusion`, the
+paper's "dual-scale feature extractor") -> dual-scale attention transformer (one shared encoder, local and global
+band masks) -> BiLSTM sequence predictor -> (arousal, valence) at 2 Hz. Meta-learning lives in the `dsaml` library; this file only defines the network and its losses, so it
 can travel to the Hub as remote code (torch / transformers imports only, relative imports between files).
 """
 
@@ -17,15 +17,28 @@ from transformers.utils import ModelOutput
 
 from .configuration_dsaml import LABEL_NAMES, DSAMLConfig
 from .dual_scale_attention_dsaml import DualScaleAttentionTransformer
-from .dual_scale_features_dsaml import DualScaleFeatureExtractor, PretrainedContextEncoder
+from .dual_scale_features_dsaml import DualScaleFeatureFusion
 from .losses_dsaml import diagonal_attention_loss, emotion_loss
+
+
+def window_starts(num_steps: int, window_steps: int, hop_steps: int | None = None) -> list[int]:
+    """Start steps of `window_steps`-long windows every `hop_steps` (default: back to back), the last one flush
+    with the end. A song no longer than one window gives the single start 0. Long-song inference and the
+    library's windowing of support songs (`dsaml.alignment.windows`) both cut songs here."""
+    if num_steps <= window_steps:
+        return [0]
+    hop = hop_steps or window_steps
+    starts = list(range(0, num_steps - window_steps + 1, hop))
+    if starts[-1] != num_steps - window_steps:
+        starts.append(num_steps - window_steps)
+    return starts
 
 
 @dataclass
 class DSAMLModelOutput(ModelOutput):
     """
     last_hidden_state (`[B, S, hidden]`): the dual-scale attention output sigmoid(local + global).
-    fused_features (`[B, S, hidden]`): the dual-scale feature extractor output (transformer input).
+    fused_features (`[B, S, hidden]`): the `DualScaleFeatureFusion` output (transformer input).
     attentions (tuple of `[B, heads, S, S]`): local-pass layers first, then global-pass layers
         (returned with `output_attentions=True`).
     """
@@ -61,11 +74,9 @@ class DSAMLPreTrainedModel(PreTrainedModel):
     main_input_name = "input_features"
     supports_gradient_checkpointing = False
     _no_split_modules = ["DSAMLEncoderLayer"]
-
-    def _init_weights(self, module):
-        if isinstance(module, PretrainedContextEncoder):
-            return  # the frozen encoder keeps the weights it was loaded with
-        super()._init_weights(module)
+    # No `_init_weights` override: transformers initializes the frozen global encoder (a PreTrainedModel inside
+    # PretrainedContextEncoder) with its own init, and its pretrained weights are loaded after construction
+    # (`from_global_encoder_pretrained` copies them in; `from_pretrained` reads them from the checkpoint).
 
     def _check_inputs(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
         cfg = self.config
@@ -94,7 +105,7 @@ class DSAMLModel(DSAMLPreTrainedModel):
 
     def __init__(self, config: DSAMLConfig):
         super().__init__(config)
-        self.features = DualScaleFeatureExtractor(config)
+        self.features = DualScaleFeatureFusion(config)
         self.transformer = DualScaleAttentionTransformer(config)
         self.post_init()
 
@@ -190,20 +201,23 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         global_input_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        labels_mask: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> DSAMLEmotionOutput | tuple:
         r"""
         labels (`[B, S, 2]`, optional): per-step (arousal, valence) targets; steps where `attention_mask` is 0
-            are ignored. Pass `labels_mask` (`[B, S]`) in kwargs to ignore further steps (e.g. missing labels).
+            are ignored.
+        labels_mask (`[B, S]`, optional): 0 on further steps the loss ignores (e.g. steps without a label).
+        kwargs: accepted and ignored, as transformers models do for the generic arguments callers pass.
         """
         hidden, _, local_maps, global_maps = self.dsaml.encode(input_features, attention_mask, global_input_values)
         logits = self.predictor(hidden, attention_mask)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         loss = emotion_part = diagonal_part = None
         if labels is not None:
-            emotion_part, mask = self.label_loss(logits, labels, attention_mask, kwargs.get("labels_mask"))
+            emotion_part, mask = self.label_loss(logits, labels, attention_mask, labels_mask)
             loss = emotion_part
             if self.config.diagonal_loss_weight > 0:
                 diagonal_part = diagonal_attention_loss(
@@ -273,15 +287,8 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         taper = torch.hann_window(window + 2, periodic=False, device=device)[1:-1].clamp_min(1e-3)
 
         # every (song, start, length) window, run in mini-batches of equal-length windows
-        jobs = []
-        for b, length in enumerate(int(x) for x in lengths):
-            if length <= window:
-                jobs.append((b, 0, length))
-                continue
-            starts = list(range(0, length - window + 1, hop))
-            if starts[-1] != length - window:
-                starts.append(length - window)
-            jobs += [(b, s, window) for s in starts]
+        jobs = [(b, s, min(length, window)) for b, length in enumerate(int(x) for x in lengths)
+                for s in window_starts(length, window, hop)]
 
         total = torch.zeros(batch, steps, len(LABEL_NAMES), device=device)
         weight = torch.zeros(batch, steps, 1, device=device)
@@ -310,6 +317,7 @@ DSAMLConfig.register_for_auto_class()
 DSAMLForDynamicEmotionRecognition.register_for_auto_class("AutoModel")
 
 __all__ = [
+    "window_starts",
     "DSAMLEmotionOutput",
     "DSAMLForDynamicEmotionRecognition",
     "DSAMLModel",

@@ -123,6 +123,16 @@ def build_deam_source(root: Path, audio_cache: Path) -> dict:
     audio_copy(audio / "2004.mp3", 55.5, audio_cache)
     audio_copy(audio / "1024.mp3", 20.0, audio_cache)
 
+    raters = _deam_raters(rater, train, test_lengths)
+    audio_copy(audio / "5.mp3", 45.0, audio_cache)
+    return {
+        "train_ok": train, "test_lengths": test_lengths,
+        "first_A1_1001": raters["1001"]["A1"],
+    }
+
+
+def _deam_raters(rater: Path, train: list[str], test_lengths: dict[str, int]) -> dict:
+    """The per-rater files of `build_deam_source` (its docstring lists the raters and their defects)."""
     raters: dict[str, dict[str, tuple[list, list]]] = {}
     for k, song in enumerate(train):
         raters.setdefault(song, {})
@@ -147,11 +157,7 @@ def build_deam_source(root: Path, audio_cache: Path) -> dict:
                 wide_csv(rater / dim / f"{song}.csv", None, rows)
     for dim in ("arousal", "valence"):
         wide_csv(rater / dim / "5.csv", "WorkerId", [("Z9", curve(60, 7))])
-    audio_copy(audio / "5.mp3", 45.0, audio_cache)
-    return {
-        "train_ok": train, "test_lengths": test_lengths,
-        "first_A1_1001": raters["1001"]["A1"],
-    }
+    return raters
 
 
 def build_pmemo_source(root: Path, audio_cache: Path, *, per_subject: bool = True) -> dict:

@@ -1,11 +1,10 @@
-"""The ``hub`` pytest fixture: a local fake Hugging Face Hub (tests/hub_server.py) that the whole stack talks to.
+"""The ``hub`` pytest fixture: a local fake Hugging Face Hub (tests/hub_server.py) for the end-to-end round trip.
 
 ``huggingface_hub`` reads ``HF_ENDPOINT`` and friends at import time, so setting the environment is not enough once it
 is imported: the fixture also patches the module constants that are already bound (``constants.ENDPOINT``,
 ``constants.HUGGINGFACE_CO_URL_TEMPLATE``, ``constants.HF_URL_HOSTS``, ``constants.HF_HUB_DISABLE_XET``,
 ``constants.HF_HUB_OFFLINE``), the module-level ``HfApi`` instance behind ``huggingface_hub.create_repo`` & co
-(``hf_api.api.endpoint``), transformers' shared ``HfApi`` (``transformers.utils.hub._hf_api``) and
-``datasets.config`` (``HF_ENDPOINT``, ``HUB_DATASETS_URL``, ``HF_HUB_OFFLINE``).
+(``hf_api.api.endpoint``) and transformers' shared ``HfApi`` (``transformers.utils.hub._hf_api``).
 Downloads go to a per-test cache (``HF_HOME`` / ``HF_HUB_CACHE`` / ``HF_DATASETS_CACHE`` under ``tmp_path``).
 """
 
@@ -39,17 +38,6 @@ def _patch_hub_modules(monkeypatch: pytest.MonkeyPatch, url: str, cache) -> None
     if hasattr(transformers_hub, "_hf_api"):
         monkeypatch.setattr(transformers_hub, "_hf_api", None)
 
-    try:
-        import datasets.config as datasets_config
-    except ImportError:  # pragma: no cover - datasets is a dependency, but keep the fixture usable without it
-        return
-    monkeypatch.setattr(datasets_config, "HF_ENDPOINT", url)
-    monkeypatch.setattr(datasets_config, "HUB_DATASETS_URL", url + "/datasets/{repo_id}/resolve/{revision}/{path}")
-    monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", False)
-    if hasattr(datasets_config, "HF_DATASETS_OFFLINE"):
-        monkeypatch.setattr(datasets_config, "HF_DATASETS_OFFLINE", False)
-    monkeypatch.setattr(datasets_config, "HF_DATASETS_CACHE", cache / "datasets")
-
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> FakeHub:
@@ -65,12 +53,10 @@ def hub(monkeypatch: pytest.MonkeyPatch, tmp_path_factory) -> FakeHub:
         "HF_HUB_DISABLE_XET": "1",
         "HF_HUB_OFFLINE": "0",
         "TRANSFORMERS_OFFLINE": "0",
-        "HF_DATASETS_OFFLINE": "0",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "HF_HUB_DISABLE_IMPLICIT_TOKEN": "0",
         "HF_HOME": str(cache),
         "HF_HUB_CACHE": str(cache / "hub"),
-        "HF_DATASETS_CACHE": str(cache / "datasets"),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -1,24 +1,16 @@
-"""A local fake Hugging Face Hub for tests (standard library only).
+"""A local fake Hugging Face Hub for the end-to-end round trip tests (standard library only).
 
-It implements the endpoints that ``huggingface_hub`` (2.x), ``transformers`` and ``datasets`` use for:
+Model repositories only, and only the endpoints `push_to_hub` (transformers and peft) and `from_pretrained` use:
+``POST /api/repos/create``, ``POST /api/validate-yaml``, ``POST /api/models/{repo}/preupload/{rev}`` (every file
+"regular", never LFS or Xet: set ``HF_HUB_DISABLE_XET=1``), ``POST /api/models/{repo}/commit/{rev}`` (NDJSON with
+base64 file contents), ``GET /api/models/{repo}`` and ``HEAD`` / ``GET /{repo}/resolve/{rev}/{path}`` (with
+``ETag``, ``X-Repo-Commit``, ``Content-Length``; a missing file answers 404 ``EntryNotFound``). Anything else is
+a 404 naming the route, so a test that starts needing another endpoint says so. Every other Hub use of the
+package is tested at the public ``huggingface_hub`` boundary instead (tests/hub_mocks.py).
 
-- ``create_repo`` (``POST /api/repos/create``), ``whoami`` (``GET /api/whoami-v2``);
-- ``upload_folder`` / ``create_commit`` / ``push_to_hub``: ``POST /api/{type}s/{repo}/preupload/{rev}`` (every file is
-  "regular", never LFS) and ``POST /api/{type}s/{repo}/commit/{rev}`` (NDJSON with base64 file contents). LFS and Xet
-  uploads are refused with 400: set ``HF_HUB_DISABLE_XET=1``;
-- ``model_info`` / ``dataset_info`` / ``repo_info`` (``GET /api/{type}s/{repo}[/revision/{rev}]``), ``list_repo_refs``,
-  ``list_repo_commits``, ``list_repo_files`` / ``list_repo_tree`` (``GET /api/{type}s/{repo}/tree/{rev}[/{path}]``) and
-  ``get_paths_info`` (``POST .../paths-info/{rev}``), which is what ``HfFileSystem`` (and so ``datasets``) uses;
-- ``hf_hub_download`` / ``snapshot_download``: ``HEAD`` and ``GET /[datasets/]{repo}/resolve/{rev}/{path}`` with
-  ``ETag``, ``X-Repo-Commit`` and ``Content-Length``; missing files answer 404 with ``X-Error-Code: EntryNotFound``,
-  missing repositories 404 with ``RepoNotFound``.
-
-Repositories live in memory with a linear commit history per repository (one branch, ``main``). Every request is
-recorded in :attr:`FakeHub.requests` (method, path, whether an ``Authorization`` header was sent, and for commits the
-paths of the uploaded files), so tests can assert what was pushed and how.
-
-Use it through the ``hub`` pytest fixture (``tests/hub_fixtures.py``), which also points ``huggingface_hub``,
-``transformers`` and ``datasets`` at it.
+Repositories live in memory with a linear commit history (one branch, ``main``). Every request is recorded in
+:attr:`FakeHub.requests` (method, path, whether an ``Authorization`` header was sent, the uploaded paths).
+Use it through the ``hub`` pytest fixture (``tests/hub_fixtures.py``).
 """
 
 from __future__ import annotations
@@ -32,8 +24,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
-REPO_TYPES = ("model", "dataset", "space")
-_PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
 
 def git_blob_oid(content: bytes) -> str:
@@ -218,15 +208,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch("POST")
 
-    def do_PUT(self):
-        self._dispatch("PUT")
-
-    def do_DELETE(self):
-        self._dispatch("DELETE")
-
     def _dispatch(self, method: str):
         self._current = self._record(method)
-        body = self._body() if method in ("POST", "PUT", "DELETE") else b""
+        body = self._body() if method == "POST" else b""
         split = urlsplit(self.path)
         path = unquote(split.path)
         query = parse_qs(split.query)
@@ -245,11 +229,7 @@ class _Handler(BaseHTTPRequestHandler):
         head = method == "HEAD"
         if parts[:1] == ["api"]:
             return self._api(method, parts[1:], query, body)
-        # file resolution: /{repo}/resolve/..., /datasets/{repo}/resolve/..., /spaces/{repo}/resolve/...
-        repo_type = "model"
-        if parts and parts[0] in ("datasets", "spaces"):
-            repo_type = parts[0][:-1]
-            parts = parts[1:]
+        repo_type = "model"  # file resolution: /{repo}/resolve/{rev}/{path}
         if len(parts) >= 4 and parts[2] == "resolve" and method in ("GET", "HEAD"):
             repo_id = "/".join(parts[:2])
             # the revision may itself be url-encoded with slashes (refs/pr/1): it was unquoted with the path
@@ -285,16 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
             "ETag": etag,
             "X-Repo-Commit": commit.oid,
             "Content-Type": "application/octet-stream",
-            "Accept-Ranges": "bytes",
         }
-        range_header = self.headers.get("Range")
-        if range_header and range_header.startswith("bytes=") and not head:
-            start_s, _, end_s = range_header[len("bytes="):].partition("-")
-            start = int(start_s or 0)
-            end = int(end_s) if end_s else len(content) - 1
-            chunk = content[start : end + 1]
-            headers["Content-Range"] = f"bytes {start}-{start + len(chunk) - 1}/{len(content)}"
-            return self._send(206, chunk, headers)
         self._current.status = 200
         self.send_response(200)
         for key, value in headers.items():
@@ -308,60 +279,30 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _api(self, method: str, parts: list[str], query: dict, body: bytes):
         head = method == "HEAD"
-        if parts == ["whoami-v2"]:
-            return self._json(200, {"type": "user", "name": self.fake.user, "fullname": self.fake.user, "orgs": [],
-                                    "auth": {"type": "access_token", "accessToken": {"role": "write"}}}, head=head)
         if parts == ["repos", "create"] and method == "POST":
             return self._create_repo(json.loads(body or b"{}"))
         if parts == ["validate-yaml"] and method == "POST":
             return self._json(200, {"errors": [], "warnings": []})
-        if len(parts) >= 3 and parts[0] in ("models", "datasets", "spaces"):
-            repo_type = parts[0][:-1]
+        if len(parts) >= 3 and parts[0] == "models":
             repo_id, rest = self._split_repo(parts[1:])
-            return self._repo_api(method, repo_type, repo_id, rest, query, body)
+            return self._repo_api(method, "model", repo_id, rest, query, body)
         return self._error(404, None, f"no API route for {method} /api/{'/'.join(parts)}", head)
 
     def _create_repo(self, payload: dict):
         repo_type = payload.get("type") or "model"
         namespace = payload.get("organization") or self.fake.user
         repo_id = f"{namespace}/{payload['name']}"
-        url = f"{self.fake.url}/{_PREFIX[repo_type]}{repo_id}"
+        url = f"{self.fake.url}/{repo_id}"
         with self.fake.lock:
             if (repo_type, repo_id) in self.fake.repos:
                 return self._json(409, {"error": "You already created this repo", "url": url})
             self.fake.create(repo_id, repo_type, private=payload.get("visibility") == "private" or bool(payload.get("private")))
         return self._json(200, {"url": url, "name": repo_id, "id": repo_id})
 
-    def _entry(self, path: str, content: bytes | None, commit: Commit, expand: bool) -> dict:
-        if content is None:
-            entry = {"type": "directory", "oid": git_blob_oid(path.encode()), "size": 0, "path": path}
-        else:
-            entry = {"type": "file", "oid": git_blob_oid(content), "size": len(content), "path": path}
-        if expand:
-            entry["lastCommit"] = {"id": commit.oid, "title": commit.title, "date": commit.date}
-        return entry
-
     def _info(self, repo: Repo, commit: Commit) -> dict:
-        info = {
-            "_id": git_blob_oid(repo.repo_id.encode())[:24],
-            "id": repo.repo_id,
-            "author": repo.repo_id.split("/")[0],
-            "sha": commit.oid,
-            "lastModified": commit.date,
-            "createdAt": repo.commits[0].date,
-            "private": repo.private,
-            "gated": False,
-            "disabled": False,
-            "downloads": 0,
-            "likes": 0,
-            "tags": [],
-            "siblings": [{"rfilename": name, "size": len(data)} for name, data in sorted(commit.files.items())],
-            "usedStorage": sum(len(data) for data in commit.files.values()),
-        }
-        card = commit.files.get("README.md")
-        if card is not None:
-            info["cardData"] = _card_data(card)
-        return info
+        return {"id": repo.repo_id, "author": repo.repo_id.split("/")[0], "sha": commit.oid, "private": repo.private,
+                "lastModified": commit.date, "tags": [],
+                "siblings": [{"rfilename": name, "size": len(data)} for name, data in sorted(commit.files.items())]}
 
     def _repo_api(self, method: str, repo_type: str, repo_id: str, rest: list[str], query: dict, body: bytes):
         head = method == "HEAD"
@@ -371,31 +312,10 @@ class _Handler(BaseHTTPRequestHandler):
         action = rest[0] if rest else ""
         if method in ("GET", "HEAD") and not rest:
             return self._json(200, self._info(repo, repo.head()), head=head)
-        if method in ("GET", "HEAD") and action == "revision" and len(rest) >= 2:
-            commit = self._commit_or_404(repo, "/".join(rest[1:]), head)
-            return None if commit is None else self._json(200, self._info(repo, commit), head=head)
         if method == "POST" and action == "preupload":
             return self._preupload(repo, "/".join(rest[1:]), json.loads(body or b"{}"))
         if method == "POST" and action == "commit":
             return self._commit(repo, "/".join(rest[1:]), body, query)
-        if method == "GET" and action == "tree":
-            revision = rest[1] if len(rest) > 1 else "main"
-            return self._tree(repo, revision, "/".join(rest[2:]), query)
-        if method == "POST" and action == "paths-info":
-            return self._paths_info(repo, "/".join(rest[1:]), body)
-        if method == "GET" and action == "refs":
-            head_commit = repo.head()
-            return self._json(200, {"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": head_commit.oid}],
-                                    "tags": [], "converts": []})
-        if method == "GET" and action == "commits":
-            commits = [
-                {"id": c.oid, "title": c.title, "message": "", "date": c.date,
-                 "authors": [{"user": self.fake.user}]}
-                for c in reversed(repo.commits)
-            ]
-            return self._json(200, commits)
-        if method in ("GET", "POST") and action == "lfs-files":
-            return self._json(200, [])
         return self._error(404, None, f"no API route for {method} {repo_type}s/{repo_id}/{'/'.join(rest)}", head)
 
     def _preupload(self, repo: Repo, revision: str, payload: dict):
@@ -438,13 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
                         return self._error(400, None, f"unsupported encoding {value.get('encoding')}")
                     files[value["path"]] = base64.b64decode(value["content"])
                     uploaded.append(value["path"])
-                elif key == "deletedFile":
-                    files.pop(value["path"], None)
-                elif key == "deletedFolder":
-                    prefix = value["path"].rstrip("/") + "/"
-                    for name in [name for name in files if name.startswith(prefix)]:
-                        del files[name]
-                elif key in ("lfsFile", "copyFile"):
+                elif key in ("lfsFile", "copyFile", "deletedFile", "deletedFolder"):
                     return self._error(400, None, f"the fake Hub accepts regular (base64) files only, got {key}")
                 else:
                     return self._error(400, None, f"unknown commit operation {key}")
@@ -452,83 +366,5 @@ class _Handler(BaseHTTPRequestHandler):
             commit = Commit(digest.hexdigest(), title, files, _now())
             repo.commits.append(commit)
             self._current.uploaded = uploaded
-        url = f"{self.fake.url}/{_PREFIX[repo.repo_type]}{repo.repo_id}/commit/{commit.oid}"
+        url = f"{self.fake.url}/{repo.repo_id}/commit/{commit.oid}"
         return self._json(200, {"success": True, "commitOid": commit.oid, "commitUrl": url, "pullRequestUrl": None})
-
-    def _listing(self, commit: Commit, base: str, recursive: bool) -> list[tuple[str, bytes | None]]:
-        prefix = base.strip("/") + "/" if base.strip("/") else ""
-        entries: dict[str, bytes | None] = {}
-        for name, data in commit.files.items():
-            if not name.startswith(prefix):
-                continue
-            relative = name[len(prefix):]
-            segments = relative.split("/")
-            if recursive:
-                for depth in range(1, len(segments)):
-                    entries.setdefault(prefix + "/".join(segments[:depth]), None)
-                entries[name] = data
-            elif len(segments) == 1:
-                entries[name] = data
-            else:
-                entries.setdefault(prefix + segments[0], None)
-        return sorted(entries.items())
-
-    def _tree(self, repo: Repo, revision: str, base: str, query: dict):
-        commit = self._commit_or_404(repo, revision)
-        if commit is None:
-            return
-        recursive = _truthy(query.get("recursive"))
-        expand = _truthy(query.get("expand"))
-        base = base.strip("/")
-        if base and base in commit.files:
-            return self._error(400, None, f"{base} is a file, not a directory")
-        listing = self._listing(commit, base, recursive)
-        if base and not listing:
-            return self._error(404, "EntryNotFound", f"{base} does not exist on {revision}")
-        return self._json(200, [self._entry(path, data, commit, expand) for path, data in listing])
-
-    def _paths_info(self, repo: Repo, revision: str, body: bytes):
-        commit = self._commit_or_404(repo, revision)
-        if commit is None:
-            return
-        content_type = self.headers.get("Content-Type") or ""
-        if "json" in content_type:
-            payload = json.loads(body or b"{}")
-            paths, expand = payload.get("paths", []), bool(payload.get("expand"))
-        else:
-            form = parse_qs(body.decode())
-            paths, expand = form.get("paths", []), _truthy(form.get("expand"))
-        result = []
-        for path in paths:
-            path = path.strip("/")
-            if path in commit.files:
-                result.append(self._entry(path, commit.files[path], commit, expand))
-            elif path == "" or any(name.startswith(path + "/") for name in commit.files):
-                result.append(self._entry(path, None, commit, expand))
-        return self._json(200, result)
-
-
-def _truthy(values) -> bool:
-    if not values:
-        return False
-    value = values[-1] if isinstance(values, list) else values
-    return str(value).lower() in ("1", "true", "yes")
-
-
-def _card_data(readme: bytes) -> dict:
-    """The YAML front matter of a README as the Hub's ``cardData`` (best effort: {} when unparsable)."""
-    text = readme.decode("utf-8", errors="replace")
-    if not text.startswith("---"):
-        return {}
-    end = text.find("\n---", 3)
-    if end < 0:
-        return {}
-    try:
-        import yaml
-    except ImportError:  # pragma: no cover
-        return {}
-    try:
-        data = yaml.safe_load(text[3:end])
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}

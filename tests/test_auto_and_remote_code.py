@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from conftest import small_config, tone
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, Wav2Vec2Config, Wav2Vec2Model
@@ -71,6 +72,7 @@ REMOTE_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_remote_code_loads_in_a_fresh_interpreter_without_the_package(tmp_path):
     folder = tmp_path / "model"
     model = save_small_model(folder)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import datasets
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from hub_fixtures import TEST_TOKEN
+from hub_mocks import TEST_TOKEN
 
 import dsaml.datasets_scripts.synthetic as synthetic
 from dsaml.audio import load_audio
@@ -30,11 +29,9 @@ REDUCED = dict(num_songs=3, num_annotators=3, song_seconds=(6.0, 6.0))
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
+def tiny(synthetic_tiny) -> Path:
     """The `tiny` preset through the public entry point, with the package cache in a temporary folder."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DSAML_CACHE", str(tmp_path_factory.mktemp("dsaml-cache")))
-        return dataset_root("synthetic:tiny")
+    return synthetic_tiny
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +214,7 @@ def _token_free(root: Path) -> None:
             assert token not in path.read_bytes(), f"token written to {path}"
 
 
-def test_prepare_push_to_hub_and_load_back(hub, tmp_path, capsys, caplog, ds_cache):
+def test_prepare_push_to_hub_and_load_back(hub_uploads, tmp_path, capsys, caplog, ds_cache):
     from dsaml.prepare import main
 
     output = tmp_path / "synthetic"
@@ -228,7 +225,10 @@ def test_prepare_push_to_hub_and_load_back(hub, tmp_path, capsys, caplog, ds_cac
     assert "pushed to" in printed.out
     assert TEST_TOKEN not in printed.out + printed.err + caplog.text
 
-    files = hub.files("user/pdmer", repo_type="dataset")
+    assert hub_uploads.created == [{"repo_id": "user/pdmer", "repo_type": "dataset", "private": False,
+                                    "exist_ok": True}]
+    assert "https://huggingface.co/datasets/user/pdmer" in printed.out
+    files = hub_uploads.files("user/pdmer", repo_type="dataset")
     local = {p.relative_to(output).as_posix(): p.read_bytes() for p in output.rglob("*") if p.is_file()}
     assert files == local  # the folder as is, audio included
     assert "README.md" in files and "build_report.json" in files
@@ -236,23 +236,19 @@ def test_prepare_push_to_hub_and_load_back(hub, tmp_path, capsys, caplog, ds_cac
     assert card.startswith("---") and "configs:" in card and "config_name: pdmer" in card
     assert sum(name.startswith("audio/") and name.endswith(".flac") for name in files) == 8
     assert sum(name.startswith("pdmer/") and name.endswith(".parquet") for name in files) == 6
-    assert all(r.authorized for r in hub.requests if r.method == "POST")
 
-    # read back through the Hub: datasets resolves the repo id against the fake endpoint
-    pdmer = datasets.load_dataset("user/pdmer", "pdmer", cache_dir=str(tmp_path / "hf-cache"))
+    # read back as a snapshot of the repo: the package's own entry point (Parquet + audio) and audio resolution
+    root = dataset_root("user/pdmer")
+    pdmer = datasets.load_dataset(str(root), "pdmer", cache_dir=str(tmp_path / "hf-cache"))
     assert len(pdmer) == 6 and all(name.startswith("annotator_") for name in pdmer)
     local_pdmer = load_pdmer(output, "pdmer", cache_dir=ds_cache)
     for name, split in pdmer.items():
         assert split.to_list() == local_pdmer[name].to_list()
-    assert any("/datasets/user/pdmer/resolve/" in r.path for r in hub.requests)
-    # and the package's own entry point: snapshot (Parquet + audio) and audio resolution
-    root = dataset_root("user/pdmer")
     row = load_pdmer(root, "pdmer_flat", split="train", cache_dir=ds_cache)[0]
     waveform, rate = load_audio(resolve_audio(root, row["audio"]))
     assert rate == synthetic.SAMPLE_RATE and waveform.size > 0
 
     _token_free(output)
-    _token_free(Path(os.environ["HF_HOME"]))
     _token_free(tmp_path)
 
 

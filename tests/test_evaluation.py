@@ -10,12 +10,10 @@ import evaluate
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from conftest import small_config
 
 import dsaml.metrics
-from dsaml import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
-from dsaml.data import annotator_songs, dataset_root, load_pdmer, resolve_audio
+from dsaml import DSAMLForDynamicEmotionRecognition
+from dsaml.data import annotator_songs, load_pdmer, resolve_audio
 from dsaml.scores import score_songs
 
 # ------------------------------------------------------------------------------------------------- metric modules
@@ -72,48 +70,19 @@ def test_evaluate_combine_offline(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DSAML_CACHE", str(tmp_path_factory.mktemp("dsaml-cache")))
-        return dataset_root("synthetic:tiny")
-
-
-def _fit(root: Path) -> DSAMLForDynamicEmotionRecognition:
-    """Plainly fit the tiny model on the train listeners (meta-training is tested in test_train/test_meta)."""
-    from dsaml.episodes import task_batch
-    from dsaml.meta import apply_meta_gradient, meta_gradient
-    from dsaml.song_store import SongStore
-    from dsaml.tasks import TaskSampler
-
-    torch.manual_seed(0)
-    config = small_config(window_steps=20, inference_hop_steps=10, adaptation_steps=4, adaptation_lr=0.05)
-    model = DSAMLForDynamicEmotionRecognition(config)
-    rows = load_pdmer(root, "pdmer_flat", split="train")
-    store = SongStore(rows, root, config)
-    sampler = TaskSampler(annotator_songs(rows), support_songs=1, query_songs=3, tasks_per_step=2, seed=0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for step in range(60):
-        tasks = [task_batch(store, task, config.window_steps) for task in sampler.sample(step)]
-        grads, _ = meta_gradient(model, tasks, algorithm="plain")
-        optimizer.zero_grad()
-        apply_meta_gradient(model, grads)
-        optimizer.step()
-    return model.eval()
+def tiny(synthetic_tiny) -> Path:
+    return synthetic_tiny
 
 
 @pytest.fixture(scope="module")
-def trained(tiny, tmp_path_factory) -> Path:
-    model = _fit(tiny)
-    folder = tmp_path_factory.mktemp("trained") / "model"
-    model.save_pretrained(folder)
-    DSAMLFeatureExtractor.from_model_config(model.config).save_pretrained(folder)
-    return folder
+def trained(trained_tiny) -> Path:
+    return trained_tiny
 
 
+@pytest.mark.slow
 def test_evaluate_cli_before_after_per_annotator(tiny, trained, tmp_path, capsys):
-    from dsaml.episodes import evaluate_tasks as training_evaluation
-    from dsaml.evaluation import evaluate_tasks, main
+    from dsaml.commands.evaluate import main
+    from dsaml.evaluation import evaluate_tasks, inner_loop
     from dsaml.song_store import SongStore
     from dsaml.tasks import evaluation_tasks
 
@@ -127,27 +96,29 @@ def test_evaluate_cli_before_after_per_annotator(tiny, trained, tmp_path, capsys
     table = pd.read_csv(tmp_path / "report" / "per_annotator.csv")
     assert sorted(table["annotator"]) == ["L000", "L001"] and (table["num_query_songs"] == 4).all()
     assert (tmp_path / "report" / "ccc_before_after.png").stat().st_size > 5000
-    # the same numbers as the training loop's validation (dsaml.episodes), and LoRA keeps most of the gain
+    # the same numbers as the training loop's validation (`dsaml.train.evaluate` runs exactly this call on each
+    # process's share of the tasks), and LoRA keeps most of the gain
     model = DSAMLForDynamicEmotionRecognition.from_pretrained(str(trained)).eval()
     rows = load_pdmer(tiny, "pdmer_flat", split="test")
     store = SongStore(rows, tiny, model.config)
     tasks = evaluation_tasks(annotator_songs(rows), max_query_songs=4)
-    reference = training_evaluation(model, store, tasks)
+    reference = evaluate_tasks(model, store, tasks, inner_loop())
     for record, result in zip(report["annotators"], reference):
         assert record["annotator"] == result.annotator
         assert record["after/rmse"] == pytest.approx(result.after["rmse"], abs=1e-6)
         assert record["before/ccc"] == pytest.approx(result.before["ccc"], abs=1e-6)
-    lora = evaluate_tasks(model, store, tasks[:1], mode="lora", rank=8)[0]
+    lora = evaluate_tasks(model, store, tasks[:1], inner_loop(mode="lora", rank=8))[0].flat()
     first = report["annotators"][0]
     assert lora["before/rmse"] == pytest.approx(first["before/rmse"], abs=1e-9)
     assert lora["after/rmse"] < first["before/rmse"]
 
 
+@pytest.mark.slow
 def test_round_trip_personalize_predict_evaluate(tiny, trained, tmp_path):
     """The user-facing workflow through the CLI: one listener's first song -> adapter -> their other songs."""
-    from dsaml.evaluation import main as evaluate_main
-    from dsaml.personalize import main as personalize_main
-    from dsaml.predict import main as predict_main
+    from dsaml.commands.evaluate import main as evaluate_main
+    from dsaml.commands.personalize import main as personalize_main
+    from dsaml.commands.predict import main as predict_main
     from dsaml.tasks import evaluation_tasks
 
     rows = load_pdmer(tiny, "pdmer_flat", split="test")

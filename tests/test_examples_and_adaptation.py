@@ -8,7 +8,8 @@ import torch
 from conftest import tone
 
 from dsaml.adaptation import adaptable_parameters, adapt, functional_loss
-from dsaml.examples import AnnotationError, align, collate, song_patches, window_starts, windows
+from dsaml.alignment import AnnotationError, align, song_patches, window_starts, windows
+from dsaml.batches import collate
 from dsaml.scores import curve_scores, score_songs
 
 

@@ -1,13 +1,10 @@
-"""The fake Hub (tests/hub_server.py): push a DSAML model and read it back through it, as a user would on the real Hub."""
+"""The end-to-end Hub round trips, against the local fake Hub (tests/hub_server.py): push a DSAML model (and a
+PEFT adapter) and read it back as a user would on the real Hub. Every other Hub use is tested at the public
+`huggingface_hub` boundary (the `hub_uploads` fixture, tests/hub_mocks.py); remote code loading in a fresh
+interpreter without the package: test_auto_and_remote_code.py."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
-import pytest
 import torch
 from conftest import small_config
 from hub_fixtures import TEST_TOKEN
@@ -61,8 +58,8 @@ def test_push_to_hub_and_from_pretrained_roundtrip(hub):
 
     loaded = AutoModel.from_pretrained(REPO, trust_remote_code=True).eval()
     extractor = AutoFeatureExtractor.from_pretrained(REPO, trust_remote_code=True)
-    # in this process the installed package's registered class is used; the fresh-interpreter test below runs the
-    # Hub's copy of the code
+    # in this process the installed package's registered class is used; test_auto_and_remote_code.py runs the
+    # copied remote code in a fresh interpreter
     assert isinstance(extractor, DSAMLFeatureExtractor)
     x = torch.randn(1, 9, 51, 128)
     with torch.no_grad():
@@ -71,81 +68,23 @@ def test_push_to_hub_and_from_pretrained_roundtrip(hub):
     assert any(path.endswith("/model.safetensors") for path in downloads)
 
 
-@pytest.mark.filterwarnings("ignore:It seems that you are about to commit a data file")
-def test_hub_api_surface(hub, tmp_path):
-    """create_repo / upload_folder / list / info / snapshot_download for models and datasets."""
-    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+def test_peft_adapter_push_to_hub_and_from_pretrained_subfolder(hub):
+    """A dsaml LoRA adapter is a plain PEFT adapter on the Hub: `PeftModel.push_to_hub`, then
+    `PeftModel.from_pretrained(repo, subfolder=user)` (dsaml's own `push_adapters` is tested at the HfApi
+    boundary in test_personalize.py)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
 
-    api = HfApi()
-    folder = tmp_path / "folder"
-    (folder / "data").mkdir(parents=True)
-    (folder / "README.md").write_text("---\nlicense: mit\n---\n# hi\n")
-    (folder / "data" / "train-00000-of-00001.parquet").write_bytes(b"PAR1" + bytes(range(256)) * 10)
-    for repo_type in ("model", "dataset"):
-        url = api.create_repo("user/thing", repo_type=repo_type)
-        assert url.repo_id == "user/thing"
-        api.create_repo("user/thing", repo_type=repo_type, exist_ok=True)
-        info = api.upload_folder(folder_path=folder, repo_id="user/thing", repo_type=repo_type)
-        assert info.oid
-        assert sorted(api.list_repo_files("user/thing", repo_type=repo_type)) == [
-            "README.md",
-            "data/train-00000-of-00001.parquet",
-        ]
-        repo_info = api.repo_info("user/thing", repo_type=repo_type)
-        assert repo_info.sha == info.oid
-        assert {s.rfilename for s in repo_info.siblings} == {"README.md", "data/train-00000-of-00001.parquet"}
-        local = snapshot_download("user/thing", repo_type=repo_type, cache_dir=tmp_path / f"cache_{repo_type}")
-        assert (open(os.path.join(local, "data/train-00000-of-00001.parquet"), "rb").read()
-                == (folder / "data" / "train-00000-of-00001.parquet").read_bytes())
-        with pytest.raises(EntryNotFoundError):
-            hf_hub_download("user/thing", "missing.txt", repo_type=repo_type, cache_dir=tmp_path / "c2")
-        assert hub.files("user/thing", repo_type)["README.md"].startswith(b"---")
-    with pytest.raises(RepositoryNotFoundError):
-        api.model_info("user/nothing")
-    # a second upload of unchanged content is a commit that uploads nothing new
-    before = len(hub.commits("user/thing", "dataset"))
-    api.upload_file(path_or_fileobj=b"new", path_in_repo="extra.txt", repo_id="user/thing", repo_type="dataset")
-    assert len(hub.commits("user/thing", "dataset")) == before + 1
-    assert hub.files("user/thing", "dataset")["extra.txt"] == b"new"
+    torch.manual_seed(0)
+    base = DSAMLForDynamicEmotionRecognition(small_config()).eval()
+    config = LoraConfig(r=2, lora_alpha=2, target_modules=["predictor.dense", "predictor.out"],
+                        init_lora_weights=False)  # random LoRA weights: the adapter changes the output
+    adapted = get_peft_model(base, config, adapter_name="alice").eval()
+    adapted.push_to_hub("someone/alice-peft")
+    assert "alice/adapter_config.json" in hub.files("someone/alice-peft")
+    torch.manual_seed(0)
+    again = PeftModel.from_pretrained(DSAMLForDynamicEmotionRecognition(small_config()).eval(), "someone/alice-peft",
+                                      subfolder="alice", adapter_name="alice").eval()
+    x = torch.randn(1, 9, 51, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x).logits, adapted(x).logits, rtol=0, atol=0)
     _assert_token_not_uploaded(hub)
-
-
-REMOTE_SCRIPT = textwrap.dedent(
-    """
-    import importlib.abc, sys
-
-    class BlockDsaml(importlib.abc.MetaPathFinder):
-        # emulate a machine where the dsaml package is not installed
-        def find_spec(self, name, path=None, target=None):
-            if name == "dsaml" or name.startswith("dsaml."):
-                raise ModuleNotFoundError(f"No module named {name!r}")
-            return None
-
-    sys.meta_path.insert(0, BlockDsaml())
-    import torch
-    from transformers import AutoModel
-
-    model = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
-    torch.manual_seed(1)
-    x = torch.randn(1, 9, 51, 128)
-    with torch.no_grad():
-        torch.save(model(x).logits, sys.argv[2])
-    """
-)
-
-
-def test_from_pretrained_in_fresh_interpreter_without_package(hub, tmp_path):
-    model = _push_small_model("user/dsaml-fresh")
-    out = tmp_path / "logits.pt"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, "user/dsaml-fresh", str(out)],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert TEST_TOKEN not in result.stdout + result.stderr
-    torch.manual_seed(1)
-    x = torch.randn(1, 9, 51, 128)
-    with torch.no_grad():
-        assert torch.equal(torch.load(out), model(x).logits)

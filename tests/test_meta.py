@@ -13,8 +13,9 @@ from torch import nn
 
 from dsaml import DSAMLForDynamicEmotionRecognition
 from dsaml.adaptation import functional_loss
-from dsaml.examples import AlignedSong, collate
-from dsaml.meta import TaskBatch, apply_meta_gradient, concat_batches, meta_gradient, task_gradient
+from dsaml.alignment import AlignedSong
+from dsaml.batches import TaskBatch, collate, concat_batches
+from dsaml.meta import apply_meta_gradient, meta_gradient, task_gradient
 
 
 class Linear(nn.Module):

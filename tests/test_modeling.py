@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from conftest import small_config
@@ -11,7 +13,7 @@ from dsaml import DSAMLConfig, DSAMLForDynamicEmotionRecognition
 from dsaml.modeling.dual_scale_attention_dsaml import band_mask
 from dsaml.modeling.losses_dsaml import diagonal_attention_loss, emotion_loss, sequence_scores
 
-OFFICIAL_PARAMETERS = 29_692_723  # reference code without frozen ImageBind (dsaml-method.md §4)
+OFFICIAL_PARAMETERS = 29_692_723  # reference code without frozen ImageBind (README, "The method")
 
 
 def features(batch: int, steps: int, config: DSAMLConfig, seed: int = 0) -> torch.Tensor:
@@ -86,10 +88,40 @@ def test_local_and_global_pass_share_one_encoder(model, config):
     # each layer object runs twice per forward: once under the local mask, once under the global mask
     assert len(calls) == 2 * config.num_hidden_layers
     assert all(calls.count(i) == 2 for i in set(calls))
-    # and the gradient of one shared weight receives both passes' contributions
+    # the global pass adds no weights of its own
     torch.manual_seed(0)
     only_local = DSAMLForDynamicEmotionRecognition(small_config(use_global_attention=False))
     assert sum(p.numel() for p in only_local.parameters()) == sum(p.numel() for p in model.parameters())
+    # and the gradient of every shared weight is the sum of both passes' contributions: run each pass through its
+    # own copy of the encoder, and the copies' gradients add up to the shared encoder's
+    model.eval()  # no dropout: the three forwards see the same function
+    hidden = torch.randn(1, 10, config.hidden_size)
+    transformer.encoder.zero_grad()
+    transformer(hidden)[0].pow(2).sum().backward()
+    shared = {n: p.grad.clone() for n, p in transformer.encoder.named_parameters()}
+    copies = {context: copy.deepcopy(transformer.encoder) for context in (config.local_context_steps,
+                                                                           config.global_context_steps)}
+    original_pass = transformer._pass
+    transformer._pass = lambda h, m, context: _with_encoder(transformer, copies[context], original_pass, h, m, context)
+    try:
+        transformer(hidden)[0].pow(2).sum().backward()
+    finally:
+        del transformer._pass
+    local_grads, global_grads = (dict(c.named_parameters()) for c in copies.values())
+    for name, grad in shared.items():
+        torch.testing.assert_close(grad, local_grads[name].grad + global_grads[name].grad, rtol=1e-5, atol=1e-7)
+    query = "layers.0.attention.query.weight"
+    assert local_grads[query].grad.abs().max() > 0 and global_grads[query].grad.abs().max() > 0
+
+
+def _with_encoder(transformer, encoder, original_pass, hidden, mask, context):
+    """`transformer._pass` with `encoder` in place of the shared one."""
+    shared = transformer.encoder
+    transformer.encoder = encoder
+    try:
+        return original_pass(hidden, mask, context)
+    finally:
+        transformer.encoder = shared
 
 
 def test_ablation_switches(config):
@@ -102,6 +134,7 @@ def test_ablation_switches(config):
         assert len(out.attentions) == config.num_hidden_layers
 
 
+@pytest.mark.slow
 def test_loss_decreases_on_a_tiny_batch(model, config):
     torch.manual_seed(0)
     x = features(2, 30, config)

@@ -14,8 +14,7 @@ from conftest import small_config, tone
 from torch import nn
 
 from dsaml import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
-from dsaml.examples import AnnotationError, align, song_patches
-from dsaml.personalize import (
+from dsaml.adapters import (
     ADAPTER_INFO,
     AdapterError,
     UnknownUserError,
@@ -23,13 +22,13 @@ from dsaml.personalize import (
     known_users,
     load_personalized,
     lora_adapter,
-    main,
-    personalize,
-    personalize_song,
-    read_annotations,
     save_full,
     save_lora,
 )
+from dsaml.alignment import AnnotationError, align, song_patches
+from dsaml.annotations import read_annotations
+from dsaml.commands.personalize import main
+from dsaml.personalize import personalize_audio, personalize_song
 
 SR = 22050
 SECONDS = 6.0  # 12 steps = one window
@@ -86,7 +85,7 @@ def extractor(base):
 
 @pytest.fixture(scope="module")
 def alice(base, extractor, songs):
-    return personalize(base, extractor, *songs["alice"], user="alice")
+    return personalize_audio(base, extractor, *songs["alice"], user="alice")
 
 
 def _features(extractor, path):
@@ -104,7 +103,7 @@ def test_personalization_lowers_support_loss_and_changes_only_adapted(base, extr
     linear = _linear_names(base)
     patterns = [f"{n}.weight" for n in linear] + [f"{n}.bias" for n in linear]
     restricted = _model(adapted_parameters=patterns)
-    result = personalize(restricted, extractor, *songs["alice"], user="alice")
+    result = personalize_audio(restricted, extractor, *songs["alice"], user="alice")
     assert result.support_loss_after < result.support_loss_before - 1e-3
     changed = {n for n, p in result.model.named_parameters()
                if not torch.equal(p, dict(restricted.named_parameters())[n])}
@@ -112,22 +111,22 @@ def test_personalization_lowers_support_loss_and_changes_only_adapted(base, extr
     assert changed <= set(patterns)
     assert any(n.startswith("predictor.out") for n in changed)
     # the base model itself is untouched (functional inner loop on a copy)
-    full = personalize(base, extractor, *songs["alice"], user="alice")
+    full = personalize_audio(base, extractor, *songs["alice"], user="alice")
     assert all(torch.equal(v, base.state_dict()[k]) for k, v in before_state.items())
     assert full.support_loss_after < full.support_loss_before
     # reproducible: the same inputs give the same personalized weights (seeded dropout)
-    again = personalize(base, extractor, *songs["alice"], user="alice")
+    again = personalize_audio(base, extractor, *songs["alice"], user="alice")
     assert all(torch.equal(again.fast_weights[n], full.fast_weights[n]) for n in full.fast_weights)
 
 
 def test_a_step_that_worsens_the_support_fit_is_reported(base, extractor, songs, caplog):
     with caplog.at_level("WARNING", logger="dsaml.personalize"):
-        result = personalize(base, extractor, *songs["alice"], user="alice", lr=50.0)
+        result = personalize_audio(base, extractor, *songs["alice"], user="alice", lr=50.0)
     assert result.support_loss_after > result.support_loss_before
     assert "personalizing user 'alice'" in caplog.text and "made the fit to the support song worse" in caplog.text
     caplog.clear()
     with caplog.at_level("WARNING", logger="dsaml.personalize"):
-        personalize(base, extractor, *songs["alice"], user="alice")
+        personalize_audio(base, extractor, *songs["alice"], user="alice")
     assert "worse" not in caplog.text
 
 
@@ -165,7 +164,7 @@ def test_lora_error_shrinks_with_rank_and_is_exact_at_full_rank(base, extractor,
     # adapting only Linear layers makes the LoRA adapter exact once rank >= rank(W' - W)
     linear = _linear_names(base)
     model = _model(adapted_parameters=[f"{n}.weight" for n in linear] + [f"{n}.bias" for n in linear])
-    result = personalize(model, extractor, *songs["alice"], user="alice")
+    result = personalize_audio(model, extractor, *songs["alice"], user="alice")
     inputs = _features(extractor, songs["other"][0])
     full = _predict(result.model, inputs)
     shift = (full - _predict(model, inputs)).abs().max().item()
@@ -178,7 +177,7 @@ def test_lora_error_shrinks_with_rank_and_is_exact_at_full_rank(base, extractor,
     assert errors[1] > errors[128]
     assert errors[128] < 1e-5 * max(1.0, shift) + 1e-6  # float32 rounding only: W x + (B A) x vs (W + dW) x
     # with all parameters adapted, the non-Linear changes are reported as not stored ...
-    everything = personalize(base, extractor, *songs["alice"], user="alice")
+    everything = personalize_audio(base, extractor, *songs["alice"], user="alice")
     partial, report = lora_adapter(base, everything, rank=128, full_modules=())
     assert any("lstm" in name for name in report["not_stored"])
     # ... unless stored whole (PEFT modules_to_save): then the adapter is exact
@@ -190,7 +189,7 @@ def test_lora_error_shrinks_with_rank_and_is_exact_at_full_rank(base, extractor,
 
 
 def test_two_users_on_one_base_and_set_adapter(tmp_path, base, extractor, songs, alice):
-    bob = personalize(base, extractor, *songs["bob"], user="bob")
+    bob = personalize_audio(base, extractor, *songs["bob"], user="bob")
     save_lora(base, alice, tmp_path / "adapters", rank=8)
     save_lora(base, bob, tmp_path / "adapters", rank=8)
     assert known_users(tmp_path / "adapters") == ["alice", "bob"]
@@ -221,7 +220,7 @@ def test_annotation_errors_name_the_file(tmp_path, base, extractor):
     # a curve running 3 s past the end of the audio
     audio, csv = _write_song(tmp_path, "short", seconds=6.0, annotated=9.0)
     with pytest.raises(AnnotationError, match=r"short\.csv.*needs 9\.0 s of audio but the audio has 6\.0 s"):
-        personalize(base, extractor, audio, csv, user="u")
+        personalize_audio(base, extractor, audio, csv, user="u")
     # irregular time grid
     bad = tmp_path / "irregular.csv"
     pd.DataFrame({"time": [0.0, 0.5, 1.5], "arousal": [0.1] * 3, "valence": [0.1] * 3}).to_csv(bad, index=False)
@@ -236,7 +235,7 @@ def test_annotation_errors_name_the_file(tmp_path, base, extractor):
     from dsaml.audio import AudioError
 
     with pytest.raises(AudioError, match=r"corrupt\.wav"):
-        personalize(base, extractor, corrupt, csv, user="u")
+        personalize_audio(base, extractor, corrupt, csv, user="u")
 
 
 def test_annotation_with_start_offset_and_predict_json(tmp_path, extractor, base):
@@ -277,22 +276,23 @@ def test_cli_personalize_lora_and_full(tmp_path, base, extractor, songs, capsys)
     assert "too_short.csv" in capsys.readouterr().err
 
 
-def test_adapters_push_and_load_through_the_hub(hub, tmp_path, base, alice):
-    from peft import PeftModel
-
-    from dsaml.personalize import push_adapters
+def test_adapters_push_and_load_through_the_hub(hub_uploads, tmp_path, base, alice):
+    from dsaml.adapters import push_adapters
 
     save_lora(base, alice, tmp_path / "adapters", rank=4)
     push_adapters(tmp_path / "adapters", "someone/dsaml-adapters")
     assert {"alice/adapter_config.json", "alice/adapter_model.safetensors", f"alice/{ADAPTER_INFO}"} <= set(
-        hub.files("someone/dsaml-adapters"))
+        hub_uploads.files("someone/dsaml-adapters"))
+    assert hub_uploads.created[0]["repo_type"] == "model" and hub_uploads.uploads[0].ignore_patterns
     from_hub = load_personalized(None, "someone/dsaml-adapters", "alice", model=_model())
     local = load_personalized(None, tmp_path / "adapters", "alice", model=_model())
     inputs = {"input_features": torch.randn(1, 8, 51, 128), "attention_mask": torch.ones(1, 8, dtype=torch.long)}
     torch.testing.assert_close(_predict(from_hub, inputs), _predict(local, inputs), rtol=0, atol=0)
     with pytest.raises(AdapterError, match="another base model"):
         load_personalized(None, "someone/dsaml-adapters", "alice", model=_model(seed=3))
-    # and like any PEFT adapter: PeftModel.push_to_hub / from_pretrained(subfolder)
-    local.push_to_hub("someone/alice-peft")
-    again = PeftModel.from_pretrained(_model(), "someone/alice-peft", subfolder="alice", adapter_name="alice")
+    # and like any PEFT adapter: PeftModel.from_pretrained(folder, subfolder=user) (PeftModel.push_to_hub of the
+    # same folder runs end to end in test_hub_server.py)
+    from peft import PeftModel
+
+    again = PeftModel.from_pretrained(_model(), str(tmp_path / "adapters"), subfolder="alice", adapter_name="alice")
     torch.testing.assert_close(_predict(again, inputs), _predict(local, inputs), rtol=0, atol=0)

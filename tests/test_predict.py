@@ -14,8 +14,9 @@ from conftest import shared_data_dir, small_config, tone
 
 from dsaml import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
 from dsaml.audio import AudioError
-from dsaml.personalize import read_annotations
-from dsaml.predict import main, predict_file
+from dsaml.annotations import read_annotations
+from dsaml.commands.predict import main
+from dsaml.predict import predict_file
 
 SR = 16000
 

@@ -17,23 +17,17 @@ import torch
 from safetensors.torch import load_file
 
 from dsaml.tasks import TaskError
-from dsaml.train import build_parser, parse_overrides, train
+from dsaml.commands.train import build_parser, parse_overrides
+from dsaml.train import train
 from dsaml.training_args import TrainingArguments, load_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """One synthetic cache for the module (the tiny set builds once), also for subprocesses."""
-    path = tmp_path_factory.mktemp("dsaml_cache")
-    old = os.environ.get("DSAML_CACHE")
-    os.environ["DSAML_CACHE"] = str(path)
-    yield path
-    if old is None:
-        os.environ.pop("DSAML_CACHE", None)
-    else:
-        os.environ["DSAML_CACHE"] = old
+def cache(dsaml_cache, synthetic_tiny):
+    """The session's synthetic cache (the tiny set builds once), also for subprocesses."""
+    return dsaml_cache
 
 
 def tiny(output_dir: Path, **overrides) -> TrainingArguments:
@@ -93,6 +87,7 @@ def test_run_writes_models_metrics_results_and_plot(run):
     assert best["window_steps"] == 12 and best["adaptation_steps"] == 2  # the inner loop travels with the model
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_bit_identical(run, tmp_path):
     out, _ = run
     resumed = tmp_path / "resumed"
@@ -122,6 +117,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_match_one(run, cache, tmp_path):
     """The README's multi-process command (gloo on CPU) saves the model the 1-process run saves, every tensor."""
     out, _ = run
@@ -142,12 +138,15 @@ def test_two_cpu_processes_match_one(run, cache, tmp_path):
     assert any(not torch.equal(a[k], parameters(out / "checkpoints" / "step_000002")[k]) for k in a)
 
 
-def test_push_to_hub_uploads_the_exported_model(run, tmp_path, hub):
+def test_push_to_hub_uploads_the_exported_model(run, tmp_path, hub_uploads):
     out, _ = run
     pushed = tmp_path / "pushed"
     shutil.copytree(out, pushed)
     train(tiny(pushed, push_to_hub=True, hub_model_id="alice/dsaml-tiny"))  # already at max_steps: export + push
-    uploaded = hub.files("alice/dsaml-tiny")
+    assert hub_uploads.created == [{"repo_id": "alice/dsaml-tiny", "repo_type": "model", "private": False,
+                                    "exist_ok": True}]
+    assert [u.repo_id for u in hub_uploads.uploads] == ["alice/dsaml-tiny"]  # one commit
+    uploaded = hub_uploads.files("alice/dsaml-tiny")
     local = {p.name for p in (pushed / "best").iterdir() if p.is_file()}
     assert set(uploaded) == local
     assert uploaded["model.safetensors"] == (pushed / "best" / "model.safetensors").read_bytes()
@@ -192,6 +191,7 @@ def test_shipped_configs_load():
     assert (official.tasks_per_step, official.query_songs, official.learning_rate) == (16, 15, 5e-5)
 
 
+@pytest.mark.slow
 def test_meta_training_makes_one_song_personalization_lower_the_query_rmse(cache, tmp_path):
     """On the synthetic set, after meta-training (the README's synthetic_small recipe, shortened, on the tiny
     set), adapting to a held-out listener from ONE of their songs lowers the RMSE on their other songs."""

@@ -56,7 +56,7 @@ def adapt(
 
     Args:
         model: the (unwrapped) model; it is not modified.
-        support: a model batch with `labels` (see `dsaml.examples.collate`).
+        support: a model batch with `labels` (see `dsaml.batches.collate`).
         steps, lr: default to `model.config.adaptation_steps` / `adaptation_lr`.
         params: starting weights (default: `adaptable_parameters(model)`, i.e. the meta-parameters themselves).
         second_order: keep the graph through the inner updates (MAML); first-order otherwise (FOMAML, Reptile,

@@ -15,7 +15,11 @@ from typing import BinaryIO, Union
 import numpy as np
 import soundfile as sf
 
-__all__ = ["AudioError", "AudioSource", "SILENCE_PEAK", "audio_duration", "load_audio"]
+__all__ = ["AUDIO_EXTENSIONS", "AudioError", "AudioSource", "SILENCE_PEAK", "audio_duration", "load_audio"]
+
+# the file endings read as audio (folders given to `dsaml predict`, songs of a dataset release), in order of
+# preference when a song has several files
+AUDIO_EXTENSIONS = (".mp3", ".flac", ".wav", ".ogg", ".oga", ".aif", ".aiff")
 
 AudioSource = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 

@@ -12,10 +12,10 @@ import sys
 # name -> (module exposing `main(argv: list[str]) -> int | None`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("dsaml.prepare", "build a Hub-ready dataset folder (deam, pmemo, synthetic, vgmidi)"),
-    "train": ("dsaml.train", "meta-train (or plainly train) DSAML with Accelerate"),
-    "personalize": ("dsaml.personalize", "adapt a model to one listener from one annotated song"),
-    "predict": ("dsaml.predict", "predict arousal/valence curves for audio files (CSV/JSON + PNG)"),
-    "evaluate": ("dsaml.evaluation", "score predictions or a model against annotations"),
+    "train": ("dsaml.commands.train", "meta-train (or plainly train) DSAML with Accelerate"),
+    "personalize": ("dsaml.commands.personalize", "adapt a model to one listener from one annotated song"),
+    "predict": ("dsaml.commands.predict", "predict arousal/valence curves for audio files (CSV/JSON + PNG)"),
+    "evaluate": ("dsaml.commands.evaluate", "score predictions or a model against annotations"),
 }
 
 

@@ -19,48 +19,14 @@ only: they get the query-loss gradient at the adapted weights (for Reptile, on t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from dsaml.adaptation import adapt, adaptable_parameters, functional_loss
+from dsaml.batches import TaskBatch
 
 ALGORITHMS = ("fomaml", "maml", "reptile", "plain")
-
-
-@dataclass
-class TaskBatch:
-    """One task as model batches (`dsaml.examples.collate`): the support set and the query set, and the seed
-    of its dropout masks (so a task's gradient is the same on any process, in any order, after a resume)."""
-
-    support: dict[str, torch.Tensor]
-    query: dict[str, torch.Tensor]
-    seed: int | None = None
-
-    def combined(self) -> dict[str, torch.Tensor]:
-        """Support and query in one batch (padded to the longer of the two)."""
-        return concat_batches(self.support, self.query)
-
-    def to(self, device: torch.device | str) -> TaskBatch:
-        return TaskBatch({k: v.to(device) for k, v in self.support.items()},
-                         {k: v.to(device) for k, v in self.query.items()}, self.seed)
-
-
-def concat_batches(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Concatenate two model batches along the batch axis, zero-padding the step axis to the longer one."""
-    steps = max(a["attention_mask"].shape[1], b["attention_mask"].shape[1])
-    out = {}
-    for key in a:
-        x, y = a[key], b[key]
-        if key == "global_input_values":  # samples, not steps: pad by the per-step ratio
-            per_step = x.shape[1] // a["attention_mask"].shape[1]
-            x, y = (nn.functional.pad(t, (0, steps * per_step - t.shape[1])) for t in (x, y))
-        else:
-            pad = lambda t: nn.functional.pad(t, (0, 0) * (t.ndim - 2) + (0, steps - t.shape[1]))  # noqa: E731
-            x, y = pad(x), pad(y)
-        out[key] = torch.cat([x, y])
-    return out
 
 
 def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:

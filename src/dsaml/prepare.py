@@ -109,25 +109,17 @@ def build(args: argparse.Namespace) -> Path:
 
 def push_folder(folder: Path, repo_id: str, *, private: bool = False) -> str:
     """Upload a built folder to a Hub dataset repo (created if needed); returns the repo URL."""
-    from huggingface_hub import HfApi
-
     from dsaml.data import dataset_metadata
+    from dsaml.hub import upload_folder
 
     if dataset_metadata(folder).get("audio_mode") == "reference":
         raise ValueError(
             f"{folder} references audio by absolute local paths (--audio-mode reference): rebuild it with "
             "--audio-mode copy before publishing"
         )
-    api = HfApi()
-    url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(
-        folder_path=str(folder),
-        repo_id=repo_id,
-        repo_type="dataset",
-        commit_message="Upload dataset built with dsaml prepare",
-        ignore_patterns=[".*", "**/.*"],  # temporary files of an interrupted build, caches
-    )
-    return str(url)
+    info = upload_folder(folder, repo_id, repo_type="dataset", private=private,
+                         commit_message="Upload dataset built with dsaml prepare")
+    return str(info.repo_url)
 
 
 def main(argv: list[str] | None = None) -> int:

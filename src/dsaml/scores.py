@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-DIMENSIONS = ("arousal", "valence")
-EPS = 1e-8
+from dsaml.modeling.configuration_dsaml import LABEL_NAMES
+from dsaml.modeling.losses_dsaml import agreement
 
 
 def curve_scores(prediction: Sequence[float], reference: Sequence[float]) -> dict[str, float]:
@@ -28,8 +28,7 @@ def curve_scores(prediction: Sequence[float], reference: Sequence[float]) -> dic
         raise ValueError("prediction and reference must not contain NaN or infinite values")
     dp, dt = p - p.mean(), t - t.mean()
     var_p, var_t, cov = (dp**2).mean(), (dt**2).mean(), (dp * dt).mean()
-    pcc = cov / (np.sqrt(var_p) * np.sqrt(var_t) + EPS)
-    ccc = 2 * cov / (var_p + var_t + (p.mean() - t.mean()) ** 2 + EPS)
+    ccc, pcc = agreement(p.mean(), t.mean(), var_p, var_t, cov, sqrt=np.sqrt)
     return {"rmse": float(np.sqrt(((p - t) ** 2).mean())), "pearson": float(pcc), "ccc": float(ccc)}
 
 
@@ -49,11 +48,11 @@ def score_songs(
     totals: dict[str, float] = {}
     for pred, ref in zip(predictions, references):
         pred, ref = np.asarray(pred), np.asarray(ref)
-        for d, dim in enumerate(DIMENSIONS):
+        for d, dim in enumerate(LABEL_NAMES):
             for key, value in curve_scores(pred[:, d], ref[:, d]).items():
                 totals[f"{dim}_{key}"] = totals.get(f"{dim}_{key}", 0.0) + value
     result = {k: v / len(predictions) for k, v in totals.items()}
     for key in ("rmse", "pearson", "ccc"):
-        result[key] = float(np.mean([result[f"{dim}_{key}"] for dim in DIMENSIONS]))
+        result[key] = float(np.mean([result[f"{dim}_{key}"] for dim in LABEL_NAMES]))
     result["num_songs"] = len(predictions)
     return result

@@ -15,7 +15,7 @@ import torch
 
 from dsaml.audio import AudioError, load_audio
 from dsaml.data import resolve_audio
-from dsaml.examples import AlignedSong, AnnotationError, align, song_patches
+from dsaml.alignment import AlignedSong, AnnotationError, align, song_patches
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor
 
 

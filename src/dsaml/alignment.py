@@ -1,4 +1,4 @@
-"""From (audio, annotation curve) to model inputs: alignment, windows and batching.
+"""Aligning a song's step features with an annotation curve, and cutting aligned songs into windows.
 
 A label frame k of a curve starting at `start_seconds` covers the step [start + k/rate, start + (k+1)/rate),
 i.e. feature step `start_seconds / step_seconds + k`: the reference code's alignment (DEAM labels start at
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from dsaml.modeling import DSAMLFeatureExtractor
+from dsaml.modeling.modeling_dsaml import window_starts
 
 
 class AnnotationError(ValueError):
@@ -110,18 +111,6 @@ def align(
     return AlignedSong(song_id, annotator, patches[start_step : start_step + n], labels, start_step, waveform)
 
 
-def window_starts(num_steps: int, window_steps: int, hop_steps: int | None = None) -> list[int]:
-    """Start steps of `window_steps`-long windows every `hop_steps` (default: back to back), the last one flush
-    with the end. A song no longer than one window gives the single start 0."""
-    if num_steps <= window_steps:
-        return [0]
-    hop = hop_steps or window_steps
-    starts = list(range(0, num_steps - window_steps + 1, hop))
-    if starts[-1] != num_steps - window_steps:
-        starts.append(num_steps - window_steps)
-    return starts
-
-
 def crop(song: AlignedSong, start: int, length: int) -> AlignedSong:
     """The steps [start, start + length) of an aligned song."""
     waveform = None
@@ -137,26 +126,3 @@ def crop(song: AlignedSong, start: int, length: int) -> AlignedSong:
 def windows(song: AlignedSong, window_steps: int, hop_steps: int | None = None) -> list[AlignedSong]:
     """An aligned song cut into training-length windows (see `window_starts`)."""
     return [crop(song, s, window_steps) for s in window_starts(song.num_steps, window_steps, hop_steps)]
-
-
-def collate(items: Sequence[AlignedSong]) -> dict[str, torch.Tensor]:
-    """Aligned songs or windows of possibly different lengths -> padded model batch with `attention_mask`."""
-    if not items:
-        raise ValueError("collate needs at least one item")
-    longest = max(item.num_steps for item in items)
-    first = items[0].features
-    features = first.new_zeros(len(items), longest, *first.shape[1:])
-    labels = torch.zeros(len(items), longest, 2)
-    mask = torch.zeros(len(items), longest, dtype=torch.long)
-    for i, item in enumerate(items):
-        features[i, : item.num_steps] = item.features
-        labels[i, : item.num_steps] = item.labels
-        mask[i, : item.num_steps] = 1
-    batch = {"input_features": features, "attention_mask": mask, "labels": labels}
-    if items[0].waveform is not None:
-        per_step = items[0].waveform.numel() // items[0].num_steps
-        wave = torch.zeros(len(items), longest * per_step)
-        for i, item in enumerate(items):
-            wave[i, : item.waveform.numel()] = item.waveform
-        batch["global_input_values"] = wave
-    return batch

@@ -1,0 +1,86 @@
+"""The data of a training run: the training rows and task sampler, and the fixed validation and test tasks.
+
+Validation annotators are the dataset's `validation` partition when it has one, else held out of the TRAIN
+partition (model selection never sees a test partition); the test partitions' listeners are scored once, after
+training. Every song is decoded before the first step.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dsaml.training_args import TrainingArguments
+
+logger = logging.getLogger("dsaml.train")
+
+
+class TrainingData:
+    """The training rows, the task sampler, and the fixed validation and test tasks.
+
+    `per_annotator`: the labels are each listener's own (`pdmer_flat`: tasks personalize), not averages (`dmer`)."""
+
+    def __init__(self, args: TrainingArguments, config, accelerator) -> None:
+        from dsaml.data import annotator_songs, dataset_metadata, dataset_root, load_pdmer
+        from dsaml.song_store import SongStore
+        from dsaml.tasks import TaskSampler, evaluation_tasks, validation_split
+
+        with accelerator.main_process_first():  # builds the synthetic set / downloads once
+            self.root = dataset_root(args.dataset)
+            splits = load_pdmer(self.root, args.data_config)
+        value_range = dataset_metadata(self.root).get("value_range", (-1.0, 1.0))
+        train_rows = splits["train"]
+        groups = annotator_songs(train_rows)
+        self.per_annotator = args.data_config == "pdmer_flat"
+        if self.per_annotator and "validation" in splits:  # the dataset's own held-out listeners (fixed)
+            train_groups = groups
+            self.validation_rows = splits["validation"]
+            self.validation_tasks = evaluation_tasks(annotator_songs(self.validation_rows),
+                                                     support_songs=args.support_songs,
+                                                     max_query_songs=args.validation_max_query_songs, seed=args.seed)
+        elif self.per_annotator:
+            split = validation_split(groups, validation_annotators=args.validation_annotators,
+                                     validation_songs=args.validation_songs, support_songs=args.support_songs,
+                                     max_query_songs=args.validation_max_query_songs, seed=args.seed)
+            train_groups, self.validation_tasks = split.train_groups, split.tasks
+            self.validation_rows = train_rows
+        else:  # dmer: averaged labels, the release's validation split, no personalization
+            train_groups = groups
+            self.validation_rows = splits["validation"]
+            self.validation_tasks = self._whole_split_tasks(self.validation_rows, args.validation_max_query_songs)
+        self.sampler = TaskSampler(train_groups, support_songs=args.support_songs, query_songs=args.query_songs,
+                                   tasks_per_step=args.tasks_per_step, seed=args.seed)
+        self.train = SongStore(train_rows, self.root, config, value_range)
+        self.validation = (self.train if self.validation_rows is train_rows
+                           else SongStore(self.validation_rows, self.root, config, value_range))
+        self.test = None
+        self.test_tasks = []
+        if args.evaluate_test and "test" in splits:
+            test_rows = splits["test"]
+            self.test = SongStore(test_rows, self.root, config, value_range)
+            if self.per_annotator:
+                test_groups = annotator_songs(test_rows)
+                usable = {a: r for a, r in test_groups.items() if len(r) > args.support_songs}
+                if len(usable) < len(test_groups):
+                    logger.warning("test partition: %d annotator(s) with <= %d songs cannot be personalized and "
+                                   "are not scored", len(test_groups) - len(usable), args.support_songs)
+                self.test_tasks = evaluation_tasks(usable, support_songs=args.support_songs,
+                                                   max_query_songs=args.test_max_query_songs, seed=args.seed)
+            else:
+                self.test_tasks = self._whole_split_tasks(test_rows, args.test_max_query_songs)
+
+    @staticmethod
+    def _whole_split_tasks(rows, max_songs):
+        from dsaml.tasks import Task
+
+        indices = tuple(range(len(rows)))[:max_songs]
+        return [Task("average", (), indices, 0, 0)] if indices else []
+
+    def preload(self, progress: bool) -> None:
+        """Decode every song now: bad audio or annotations fail before the first step, naming the file."""
+        rows = sorted({i for rows in self.sampler.groups.values() for i in rows})
+        self.train.preload(rows, progress=progress)
+        for task in self.validation_tasks:
+            self.validation.songs(task.support + task.query)
+        if self.test is not None:
+            for task in self.test_tasks:
+                self.test.songs(task.support + task.query)
