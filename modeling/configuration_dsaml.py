@@ -21,6 +21,9 @@ class DSAMLConfig(PreTrainedConfig):
         input_type: `"log_mel"` (audio through the feature extractor) or `"frame_features"` (precomputed frame
             features at the step rate, e.g. DEAM openSMILE, `frame_feature_size` values per step).
         window_steps: training window (60 steps = 30 s); longer songs are predicted by sliding windows.
+        harmonic_features: add each step's harmonic view (chroma and major/minor triad evidence from the step's
+            own STFT, 36 values, see `harmonic_dsaml.py`) to the model's input. Not in the paper: the log-mel
+            patches barely resolve a semitone, i.e. whether a chord is major or minor.
         inference_hop_steps: hop between sliding windows; overlapping predictions are averaged with a
             tapered weight, the same hop for arousal and valence.
 
@@ -71,6 +74,7 @@ class DSAMLConfig(PreTrainedConfig):
     input_type: Literal["log_mel", "frame_features"] = "log_mel"
     frame_feature_size: int = 260
     window_steps: int = 60
+    harmonic_features: bool = False
     inference_hop_steps: int = 10
 
     # dual-scale feature extractor

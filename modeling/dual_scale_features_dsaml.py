@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration_dsaml import DSAMLConfig
+from .harmonic_dsaml import NUM_HARMONIC_FEATURES
 
 
 def _mask_steps(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -132,7 +133,10 @@ class PretrainedContextEncoder(nn.Module):
 
 
 class DualScaleFeatureFusion(nn.Module):
-    """Local (per-step) and global (long-context) features, fused: z = fuse(sigmoid(local + global))."""
+    """Local (per-step) and global (long-context) features, fused: z = fuse(sigmoid(local + global [+ harmonic])).
+
+    With `config.harmonic_features`, each step's harmonic view (`harmonic_dsaml.py`) is projected into the
+    fused sum and also joins the spectral summary the temporal CNN reads (the key of a passage is context)."""
 
     def __init__(self, config: DSAMLConfig):
         super().__init__()
@@ -145,6 +149,10 @@ class DualScaleFeatureFusion(nn.Module):
             self.local_cnn = None
             local_size = summary_size = config.frame_feature_size
         self.local_projection = nn.Linear(local_size, config.hidden_size)
+        self.harmonic_projection = None
+        if config.harmonic_features:
+            self.harmonic_projection = nn.Linear(NUM_HARMONIC_FEATURES, config.hidden_size)
+            summary_size += NUM_HARMONIC_FEATURES
         if config.global_encoder == "temporal_cnn":
             self.global_encoder = TemporalContextCNN(config, summary_size)
         elif config.global_encoder == "pretrained":
@@ -167,7 +175,8 @@ class DualScaleFeatureFusion(nn.Module):
         return self.local_projection(out)
 
     def global_features(
-        self, input_features: torch.Tensor, mask: torch.Tensor | None, global_input_values: torch.Tensor | None
+        self, input_features: torch.Tensor, mask: torch.Tensor | None, global_input_values: torch.Tensor | None,
+        harmonic_features: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         if self.global_encoder is None:
             return None
@@ -182,6 +191,8 @@ class DualScaleFeatureFusion(nn.Module):
             summary = torch.cat([input_features.mean(dim=2), input_features.std(dim=2)], dim=-1)
         else:
             summary = input_features
+        if harmonic_features is not None:
+            summary = torch.cat([summary, harmonic_features.to(summary.dtype)], dim=-1)
         return self.global_encoder(summary, mask)
 
     def forward(
@@ -189,9 +200,16 @@ class DualScaleFeatureFusion(nn.Module):
         input_features: torch.Tensor,
         mask: torch.Tensor | None = None,
         global_input_values: torch.Tensor | None = None,
+        harmonic_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        if (harmonic_features is None) != (self.harmonic_projection is None):
+            raise ValueError("this model was configured with harmonic_features="
+                             f"{self.harmonic_projection is not None}: pass `harmonic_features` exactly when it is "
+                             "True (the feature extractor returns them for such a model)")
         z = self.local_features(input_features, mask)
-        z_global = self.global_features(input_features, mask, global_input_values)
+        z_global = self.global_features(input_features, mask, global_input_values, harmonic_features)
         if z_global is not None:
             z = z + z_global
+        if harmonic_features is not None:
+            z = z + self.harmonic_projection(harmonic_features.to(z.dtype))
         return _mask_steps(self.fusion_projection(torch.sigmoid(z)), mask)

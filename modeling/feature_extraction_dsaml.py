@@ -14,6 +14,8 @@ import torch
 import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor
 
+from .harmonic_dsaml import NUM_HARMONIC_FEATURES, HarmonicView
+
 
 class DSAMLFeatureExtractor(SequenceFeatureExtractor):
     r"""
@@ -21,6 +23,8 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
 
     - `input_features`: `[batch, steps, frames_per_step, num_mel_bins]` log-mel patches, one per `step_seconds`;
     - `attention_mask`: `[batch, steps]`, 1 for real steps, 0 for padding (songs of different lengths);
+    - `harmonic_features` (only with `return_harmonic_features=True`): `[batch, steps, 36]` per-step chroma and
+      triad evidence (`harmonic_dsaml.py`);
     - `global_input_values` (only with `return_global_waveform=True`, for a frozen pretrained global encoder):
       `[batch, steps * samples_per_step]` waveforms at `sampling_rate`.
 
@@ -42,6 +46,7 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
         log_mel_eps: float = 1e-6,
         silence_threshold: float = 1e-5,
         return_global_waveform: bool = False,
+        return_harmonic_features: bool = False,
         **kwargs,
     ):
         kwargs.setdefault("return_attention_mask", True)
@@ -53,6 +58,8 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
         self.log_mel_eps = log_mel_eps
         self.silence_threshold = silence_threshold
         self.return_global_waveform = return_global_waveform
+        self.return_harmonic_features = return_harmonic_features
+        self._harmonic = None  # built lazily, like the mel transform
         self._mel = None  # built lazily: transforms are not serialisable config
 
     @classmethod
@@ -67,6 +74,7 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
             hop_length=config.hop_length,
             log_mel_eps=config.log_mel_eps,
             return_global_waveform=config.global_encoder == "pretrained",
+            return_harmonic_features=config.harmonic_features,
             **kwargs,
         )
 
@@ -77,6 +85,7 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
     def to_dict(self):
         output = super().to_dict()
         output.pop("_mel", None)
+        output.pop("_harmonic", None)
         return output
 
     def _mel_transform(self) -> torchaudio.transforms.MelSpectrogram:
@@ -122,6 +131,13 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
         segments = waveform[: steps * self.samples_per_step].reshape(steps, self.samples_per_step)
         mel = self._mel_transform()(segments)  # [steps, n_mels, frames]
         return torch.log(mel + self.log_mel_eps).transpose(1, 2).contiguous()
+
+    def harmonic_patches(self, waveform: torch.Tensor) -> torch.Tensor:
+        """`[samples]` at `self.sampling_rate` -> `[steps, 36]`: each step's harmonic view (`harmonic_dsaml.py`)."""
+        if self._harmonic is None:
+            self._harmonic = HarmonicView(self.sampling_rate, self.n_fft, self.hop_length)
+        steps = waveform.numel() // self.samples_per_step
+        return self._harmonic(waveform[: steps * self.samples_per_step].reshape(steps, self.samples_per_step))
 
     def __call__(
         self,
@@ -173,6 +189,11 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
             for i, (w, n) in enumerate(zip(waveforms, lengths)):
                 wave[i, : n * self.samples_per_step] = w[: n * self.samples_per_step]
             data["global_input_values"] = wave
+        if self.return_harmonic_features:
+            harmonic = torch.zeros(len(waveforms), longest, NUM_HARMONIC_FEATURES)
+            for i, (w, n) in enumerate(zip(waveforms, lengths)):
+                harmonic[i, :n] = self.harmonic_patches(w)[:n]
+            data["harmonic_features"] = harmonic
         if return_tensors == "np":
             data = {k: v.numpy() for k, v in data.items()}
         elif return_tensors not in ("pt", None):

@@ -17,6 +17,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_dsaml import LABEL_NAMES, DSAMLConfig
 from .dual_scale_attention_dsaml import DualScaleAttentionTransformer
+from .harmonic_dsaml import NUM_HARMONIC_FEATURES
 from .dual_scale_features_dsaml import DualScaleFeatureFusion
 from .losses_dsaml import diagonal_attention_loss, emotion_loss
 
@@ -78,7 +79,8 @@ class DSAMLPreTrainedModel(PreTrainedModel):
     # PretrainedContextEncoder) with its own init, and its pretrained weights are loaded after construction
     # (`from_global_encoder_pretrained` copies them in; `from_pretrained` reads them from the checkpoint).
 
-    def _check_inputs(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+    def _check_inputs(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None,
+                      harmonic_features: torch.Tensor | None = None) -> None:
         cfg = self.config
         expected = (
             f"[batch, steps, {cfg.frames_per_step}, {cfg.num_mel_bins}]"
@@ -98,6 +100,11 @@ class DSAMLPreTrainedModel(PreTrainedModel):
             )
         if not torch.isfinite(input_features).all():
             raise ValueError("input_features contain NaN or infinite values")
+        if harmonic_features is not None and tuple(harmonic_features.shape) != (
+            *input_features.shape[:2], NUM_HARMONIC_FEATURES
+        ):
+            raise ValueError(f"harmonic_features must be [batch, steps, {NUM_HARMONIC_FEATURES}] = "
+                             f"{(*input_features.shape[:2], NUM_HARMONIC_FEATURES)}, got {tuple(harmonic_features.shape)}")
 
 
 class DSAMLModel(DSAMLPreTrainedModel):
@@ -114,10 +121,11 @@ class DSAMLModel(DSAMLPreTrainedModel):
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         global_input_values: torch.Tensor | None = None,
+        harmonic_features: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """(last hidden state, fused features, local attention maps, global attention maps)."""
-        self._check_inputs(input_features, attention_mask)
-        fused = self.features(input_features, attention_mask, global_input_values)
+        self._check_inputs(input_features, attention_mask, harmonic_features)
+        fused = self.features(input_features, attention_mask, global_input_values, harmonic_features)
         hidden, local_maps, global_maps = self.transformer(fused, attention_mask)
         if attention_mask is not None:
             hidden = hidden * attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -128,11 +136,13 @@ class DSAMLModel(DSAMLPreTrainedModel):
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         global_input_values: torch.Tensor | None = None,
+        harmonic_features: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
         **kwargs,
     ) -> DSAMLModelOutput | tuple:
-        hidden, fused, local_maps, global_maps = self.encode(input_features, attention_mask, global_input_values)
+        hidden, fused, local_maps, global_maps = self.encode(input_features, attention_mask, global_input_values,
+                                                             harmonic_features)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output = DSAMLModelOutput(
             last_hidden_state=hidden,
@@ -200,6 +210,7 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         global_input_values: torch.Tensor | None = None,
+        harmonic_features: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         labels_mask: torch.Tensor | None = None,
         output_attentions: bool | None = None,
@@ -212,7 +223,8 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         labels_mask (`[B, S]`, optional): 0 on further steps the loss ignores (e.g. steps without a label).
         kwargs: accepted and ignored, as transformers models do for the generic arguments callers pass.
         """
-        hidden, _, local_maps, global_maps = self.dsaml.encode(input_features, attention_mask, global_input_values)
+        hidden, _, local_maps, global_maps = self.dsaml.encode(input_features, attention_mask, global_input_values,
+                                                               harmonic_features)
         logits = self.predictor(hidden, attention_mask)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         loss = emotion_part = diagonal_part = None
@@ -265,6 +277,7 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         input_features: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         global_input_values: torch.Tensor | None = None,
+        harmonic_features: torch.Tensor | None = None,
         window_steps: int | None = None,
         hop_steps: int | None = None,
         batch_size: int = 32,
@@ -279,7 +292,7 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         hop = hop_steps or self.config.inference_hop_steps
         if window <= 0 or hop <= 0:
             raise ValueError(f"window_steps and hop_steps must be > 0, got {window}, {hop}")
-        self._check_inputs(input_features, attention_mask)
+        self._check_inputs(input_features, attention_mask, harmonic_features)
         batch, steps = input_features.shape[:2]
         lengths = attention_mask.sum(1).tolist() if attention_mask is not None else [steps] * batch
         samples_per_step = self.config.samples_per_step
@@ -305,7 +318,10 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
                     wave = torch.stack(
                         [global_input_values[b, s * samples_per_step : (s + n) * samples_per_step] for b, s, _ in chunk]
                     )
-                logits = self(feats, global_input_values=wave, return_dict=True).logits
+                harmonic = None
+                if harmonic_features is not None:
+                    harmonic = torch.stack([harmonic_features[b, s : s + n] for b, s, _ in chunk])
+                logits = self(feats, global_input_values=wave, harmonic_features=harmonic, return_dict=True).logits
                 for (b, s, _), pred in zip(chunk, logits):
                     total[b, s : s + n] += pred * w
                     weight[b, s : s + n] += w

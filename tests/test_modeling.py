@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from conftest import small_config
@@ -309,3 +310,36 @@ def test_training_forward_changes_no_state():
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _triad(root_midi: int, third: int, seconds: float = 2.0, rate: int = 44100):
+    t = np.arange(int(seconds * rate)) / rate
+    notes = [root_midi, root_midi + third, root_midi + 7]
+    return sum(np.sin(2 * np.pi * 440.0 * 2 ** ((n - 69) / 12) * t) for n in notes).astype(np.float32) / 3
+
+
+def test_harmonic_view_tells_major_from_minor():
+    from dsaml.modeling import DSAMLFeatureExtractor
+
+    extractor = DSAMLFeatureExtractor(return_harmonic_features=True)
+    batch = extractor([_triad(60, 4), _triad(57, 3)], sampling_rate=44100)  # C major, A minor
+    harmonic = batch["harmonic_features"]
+    assert harmonic.shape == (2, 4, 36)
+    torch.testing.assert_close(harmonic[..., :12].sum(-1), torch.ones(2, 4), rtol=0, atol=1e-4)
+    major, minor = harmonic[..., 12:24], harmonic[..., 24:36]
+    assert (major[0].argmax(-1) == 0).all() and major[0].max() > minor[0].max() + 0.15  # C (pitch class 0) major
+    assert (minor[1].argmax(-1) == 9).all() and minor[1].max() > major[1].max() + 0.15  # A (pitch class 9) minor
+    assert "harmonic_features" not in DSAMLFeatureExtractor()([_triad(60, 4)], sampling_rate=44100)
+
+
+def test_harmonic_features_enter_the_model_and_are_checked():
+    model = DSAMLForDynamicEmotionRecognition(small_config(harmonic_features=True)).eval()
+    feats = torch.randn(1, 8, model.config.frames_per_step, model.config.num_mel_bins)
+    harmonic = torch.rand(1, 8, 36)
+    out = model(feats, harmonic_features=harmonic).logits
+    assert not torch.allclose(out, model(feats, harmonic_features=harmonic.flip(1)).logits)
+    torch.testing.assert_close(model.predict_long(feats, harmonic_features=harmonic, window_steps=8), out)
+    with pytest.raises(ValueError, match="pass `harmonic_features` exactly when"):
+        model(feats)
+    with pytest.raises(ValueError, match=r"harmonic_features must be \[batch, steps, 36\]"):
+        model(feats, harmonic_features=torch.rand(1, 7, 36))

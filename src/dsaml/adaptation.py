@@ -95,7 +95,8 @@ def _adapt_predictor(model, support, fast, *, steps: int, lr: float, second_orde
     attention loss does not depend on the predictor); only the encoder's dropout masks are drawn once instead
     of once per step. MAML keeps the encoder's graph, so second-order terms reach the encoder's parameters."""
     mask = support.get("attention_mask")
-    hidden = model.dsaml.encode(support["input_features"], mask, support.get("global_input_values"))[0]
+    hidden = model.dsaml.encode(support["input_features"], mask, support.get("global_input_values"),
+                                support.get("harmonic_features"))[0]
     if not second_order:
         hidden = hidden.detach()  # first order: the inner gradients are constants w.r.t. the encoder
     head = {n[len(PREDICTOR):]: v for n, v in fast.items()}
@@ -127,7 +128,8 @@ def ridge_adapt(model, support, fast, *, strength: float) -> dict[str, torch.Ten
         raise ValueError(f"the ridge inner loop adapts exactly {list(RIDGE_PARAMETERS)}; set adapted_parameters: "
                          f"[predictor.out] (got {sorted(fast)})")
     mask = support.get("attention_mask")
-    hidden = model.dsaml.encode(support["input_features"], mask, support.get("global_input_values"))[0]
+    hidden = model.dsaml.encode(support["input_features"], mask, support.get("global_input_values"),
+                                support.get("harmonic_features"))[0]
     features = model.predictor.readout_features(hidden, mask)
     keep = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
     for m in (mask, support.get("labels_mask")):

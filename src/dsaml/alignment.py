@@ -32,6 +32,7 @@ class AlignedSong:
     labels: torch.Tensor
     start_step: int  # index of the first labelled step in the song (for timestamps: start_step * step_seconds)
     waveform: torch.Tensor | None = None  # the aligned audio, only for models with a pretrained global encoder
+    harmonic: torch.Tensor | None = None  # `[S, 36]` harmonic view per step, only for models that read it
 
     @property
     def num_steps(self) -> int:
@@ -75,6 +76,7 @@ def align(
     value_range: tuple[float, float] | None = (-1.0, 1.0),
     tolerance_steps: int = 1,
     waveform: torch.Tensor | None = None,
+    harmonic: torch.Tensor | None = None,
 ) -> AlignedSong:
     """Cut a song's step features to its annotation and pair them with the (arousal, valence) labels.
 
@@ -108,7 +110,10 @@ def align(
     if waveform is not None:
         per_step = waveform.numel() // patches.shape[0]
         waveform = waveform[start_step * per_step : (start_step + n) * per_step]
-    return AlignedSong(song_id, annotator, patches[start_step : start_step + n], labels, start_step, waveform)
+    if harmonic is not None:
+        harmonic = harmonic[start_step : start_step + n]
+    return AlignedSong(song_id, annotator, patches[start_step : start_step + n], labels, start_step, waveform,
+                       harmonic)
 
 
 def crop(song: AlignedSong, start: int, length: int) -> AlignedSong:
@@ -120,6 +125,7 @@ def crop(song: AlignedSong, start: int, length: int) -> AlignedSong:
     return AlignedSong(
         song.song_id, song.annotator, song.features[start : start + length], song.labels[start : start + length],
         song.start_step + start, waveform,
+        None if song.harmonic is None else song.harmonic[start : start + length],
     )
 
 

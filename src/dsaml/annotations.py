@@ -84,13 +84,14 @@ def align_annotations(
     annotator: str = "",
     value_range: tuple[float, float] | None = (-1.0, 1.0),
     annotation_name: str | None = None,
+    harmonic: torch.Tensor | None = None,
 ) -> AlignedSong:
     """`dsaml.alignment.align` for an annotation read by `read_annotations`; errors name the annotation file."""
     try:
         return align(
             patches, arousal=annotation["arousal"], valence=annotation["valence"],
             start_seconds=annotation["start_seconds"], frame_rate=1.0 / step_seconds, step_seconds=step_seconds,
-            song_id=song_id, annotator=annotator, value_range=value_range,
+            song_id=song_id, annotator=annotator, value_range=value_range, harmonic=harmonic,
         )
     except AnnotationError as exc:
         if annotation_name:

@@ -42,6 +42,11 @@ def collate(items: Sequence[AlignedSong]) -> dict[str, torch.Tensor]:
         for i, item in enumerate(items):
             wave[i, : item.waveform.numel()] = item.waveform
         batch["global_input_values"] = wave
+    if items[0].harmonic is not None:
+        harmonic = torch.zeros(len(items), longest, items[0].harmonic.shape[1])
+        for i, item in enumerate(items):
+            harmonic[i, : item.num_steps] = item.harmonic
+        batch["harmonic_features"] = harmonic
     return batch
 
 

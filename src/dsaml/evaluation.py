@@ -41,6 +41,7 @@ def predict_songs(model, songs: Sequence[AlignedSong], window_steps: int, hop_st
         batch = collate([song])
         pred = model.predict_long(
             batch["input_features"], global_input_values=batch.get("global_input_values"),
+            harmonic_features=batch.get("harmonic_features"),
             window_steps=window_steps, hop_steps=hop_steps,
         )
         out.append(pred[0].float().cpu().numpy())
@@ -147,4 +148,6 @@ def _to(song: AlignedSong, device) -> AlignedSong:
     if device is None:
         return song
     wave = song.waveform.to(device) if song.waveform is not None else None
-    return AlignedSong(song.song_id, song.annotator, song.features.to(device), song.labels, song.start_step, wave)
+    harmonic = song.harmonic.to(device) if song.harmonic is not None else None
+    return AlignedSong(song.song_id, song.annotator, song.features.to(device), song.labels, song.start_step, wave,
+                       harmonic)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from dsaml.adaptation import adapt, adaptable_parameters, functional_loss
-from dsaml.alignment import AlignedSong, song_patches
+from dsaml.alignment import AlignedSong
 from dsaml.annotations import align_annotations, read_annotations
 from dsaml.audio import AudioError, load_audio
 from dsaml.batches import support_batch
@@ -137,20 +137,23 @@ def personalize_audio(
         annotations = read_annotations(annotations, config.step_seconds)
     wave, rate = load_audio(audio)
     try:
-        patches = song_patches(extractor, wave, rate, name=str(audio))
+        resampled = extractor.prepare_waveform(wave, rate, name=str(audio))
     except ValueError as exc:
         raise AudioError(str(exc)) from exc
+    patches = extractor.log_mel_patches(resampled)
+    harmonic = extractor.harmonic_patches(resampled) if config.harmonic_features else None
     song = align_annotations(patches, annotations, step_seconds=config.step_seconds, song_id=Path(audio).stem,
                              annotator=user, value_range=value_range,
-                             annotation_name=name or "annotation")
+                             annotation_name=name or "annotation", harmonic=harmonic)
     if config.global_encoder == "pretrained":  # the frozen encoder takes raw audio at its own rate (as SongStore)
         import torchaudio
 
-        full = extractor.prepare_waveform(wave, rate, name=str(audio))[: patches.shape[0] * extractor.samples_per_step]
+        full = resampled[: patches.shape[0] * extractor.samples_per_step]
         full = torchaudio.functional.resample(full, config.sampling_rate, config.global_encoder_sampling_rate)
         per_step = full.numel() // patches.shape[0]
         song = AlignedSong(song.song_id, song.annotator, song.features, song.labels, song.start_step,
-                        full[song.start_step * per_step:(song.start_step + song.num_steps) * per_step])
+                           full[song.start_step * per_step:(song.start_step + song.num_steps) * per_step],
+                           song.harmonic)
     result = personalize_song(model, song, user=user, steps=steps, lr=lr, seed=seed)
     result.info.update({"audio": str(audio), "annotations": name})
     return result

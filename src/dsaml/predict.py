@@ -42,6 +42,7 @@ def predict_waveform(model, extractor, waveform: np.ndarray, sampling_rate: int,
     with torch.no_grad():
         out = model.predict_long(
             inputs["input_features"], inputs["attention_mask"], global_input_values=inputs.get("global_input_values"),
+            harmonic_features=inputs.get("harmonic_features"),
             window_steps=window_steps or config.window_steps, hop_steps=hop_steps or config.inference_hop_steps,
         )[0]
     out = out.float().cpu().numpy()

@@ -15,7 +15,7 @@ import torch
 
 from dsaml.audio import AudioError, load_audio
 from dsaml.data import resolve_audio
-from dsaml.alignment import AlignedSong, AnnotationError, align, song_patches
+from dsaml.alignment import AlignedSong, AnnotationError, align
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor
 
 
@@ -40,7 +40,8 @@ class SongStore:
         self.config = config
         self.value_range = tuple(value_range) if value_range is not None else None
         self.extractor = DSAMLFeatureExtractor.from_model_config(config)
-        self._songs: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}  # audio path -> (patches, waveform)
+        # audio path -> (patches, waveform, harmonic view)
+        self._songs: dict[str, tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]] = {}
         self._aligned: dict[int, AlignedSong] = {}
 
     def __len__(self) -> int:
@@ -53,25 +54,27 @@ class SongStore:
     def describe(row: Mapping) -> str:
         return f"song {row['song_id']!r}, annotator {row['annotator']!r}, file {row.get('audio') or '<none>'!r}"
 
-    def _song_inputs(self, row: Mapping) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _song_inputs(self, row: Mapping) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         key = row["audio"]
         if key not in self._songs:
             try:
                 path = resolve_audio(self.root, key)
                 audio, rate = load_audio(path)
-                patches = song_patches(self.extractor, audio, rate, name=str(path))
-                waveform = None
+                wave = self.extractor.prepare_waveform(audio, rate, name=str(path))
+                patches = self.extractor.log_mel_patches(wave)
+                waveform = harmonic = None
                 if self.config.global_encoder == "pretrained":  # the frozen encoder takes raw audio at its own rate
                     import torchaudio
 
-                    wave = self.extractor.prepare_waveform(audio, rate, name=str(path))
-                    wave = wave[: patches.shape[0] * self.extractor.samples_per_step]
                     waveform = torchaudio.functional.resample(
-                        wave, self.config.sampling_rate, self.config.global_encoder_sampling_rate
+                        wave[: patches.shape[0] * self.extractor.samples_per_step],
+                        self.config.sampling_rate, self.config.global_encoder_sampling_rate,
                     )
+                if self.config.harmonic_features:
+                    harmonic = self.extractor.harmonic_patches(wave)
             except (AudioError, ValueError) as exc:
                 raise SongStoreError(f"{self.describe(row)}: {exc}") from exc
-            self._songs[key] = (patches, waveform)
+            self._songs[key] = (patches, waveform, harmonic)
         return self._songs[key]
 
     def song(self, index: int) -> AlignedSong:
@@ -96,11 +99,12 @@ class SongStore:
                         annotator=row["annotator"], value_range=self.value_range,
                     )
                 else:
-                    patches, waveform = self._song_inputs(row)
+                    patches, waveform, harmonic = self._song_inputs(row)
                     song = align(
                         patches, arousal=row["arousal"], valence=row["valence"], start_seconds=row["start_seconds"],
                         frame_rate=row["frame_rate"], step_seconds=self.config.step_seconds, song_id=row["song_id"],
                         annotator=row["annotator"], value_range=self.value_range, waveform=waveform,
+                        harmonic=harmonic,
                     )
             except AnnotationError as exc:
                 raise SongStoreError(f"{exc} (file {row.get('audio') or '<none>'!r})") from exc

@@ -1,0 +1,57 @@
+"""The harmonic view of each 0.5 s step: its chroma and how well it matches major and minor triads.
+
+The log-mel patches cannot resolve a semitone below a few kHz (128 mel bands over 22 kHz), so they barely show
+whether a chord is major or minor, the strongest cue of musical valence. A chroma vector from the step's own
+STFT (n_fft = 2646 at 44.1 kHz: 16.7 Hz bins) resolves it. Per step this returns 36 values:
+
+- the step's chroma (12 pitch classes, each frame normalised to sum 1, then averaged over the step's frames);
+- its cosine similarity with the 12 major and the 12 minor triad templates (classic template chord
+  recognition): key-invariant evidence of the chord's quality that a linear layer can read.
+
+Only torch and transformers are used (this file travels with the model as remote code).
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers.audio_utils import chroma_filter_bank
+
+NUM_HARMONIC_FEATURES = 36
+_MAJOR, _MINOR = (0, 4, 7), (0, 3, 7)
+
+
+def triad_templates() -> torch.Tensor:
+    """`[24, 12]` zero-mean, unit-norm triad templates: 12 major (roots C..B), then 12 minor."""
+    rows = []
+    for triad in (_MAJOR, _MINOR):
+        for root in range(12):
+            t = torch.zeros(12)
+            t[[(root + i) % 12 for i in triad]] = 1.0
+            rows.append(t)
+    templates = torch.stack(rows)
+    templates = templates - templates.mean(dim=1, keepdim=True)
+    return templates / templates.norm(dim=1, keepdim=True)
+
+
+class HarmonicView:
+    """Per-step harmonic features of step segments `[steps, samples_per_step]` at `sampling_rate`."""
+
+    def __init__(self, sampling_rate: int, n_fft: int, hop_length: int):
+        self.n_fft, self.hop_length = n_fft, hop_length
+        bank = chroma_filter_bank(num_frequency_bins=n_fft, num_chroma=12, sampling_rate=sampling_rate)
+        self.filters = torch.as_tensor(bank, dtype=torch.float32)  # [12, n_fft // 2 + 1]
+        self.window = torch.hann_window(n_fft)
+        self.templates = triad_templates()
+
+    def __call__(self, segments: torch.Tensor) -> torch.Tensor:
+        """`[steps, samples]` -> `[steps, 36]` (chroma, then major and minor template similarities)."""
+        spectrum = torch.stft(segments.float(), self.n_fft, self.hop_length, window=self.window, center=True,
+                              return_complex=True).abs().pow(2)  # [steps, bins, frames]
+        chroma = torch.einsum("cb,sbf->sfc", self.filters, spectrum)
+        chroma = (chroma / chroma.sum(dim=-1, keepdim=True).clamp_min(1e-10)).mean(dim=1)  # [steps, 12]
+        centred = chroma - chroma.mean(dim=1, keepdim=True)
+        unit = centred / centred.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        return torch.cat([chroma, unit @ self.templates.T], dim=1)
+
+
+__all__ = ["HarmonicView", "NUM_HARMONIC_FEATURES", "triad_templates"]
