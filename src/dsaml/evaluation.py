@@ -7,6 +7,12 @@ predicted whole (sliding windows) by the unpersonalized model ("before") and by 
 window of the support song ("after", `dsaml.personalize.personalize_song`, or the LoRA adapter it would save),
 and scored with `dsaml.scores.score_songs` (RMSE, Pearson r, CCC per song with population variances, averaged):
 the numbers the `evaluate` modules in `dsaml.metrics` give.
+
+Every result comes with its reference points, scored on the same query songs: the two recalibrations of the
+unpersonalized curve fitted on the same support song (`dsaml.recalibration`: `shift`, `linear`) and, where the
+dataset knows them (`dsaml.references`: the synthetic set), the `population` emotion and the listener `oracle`,
+so that `summarize` can give the share of the gap to the oracle each method closes. A listener evaluated with
+several support songs (`evaluation_tasks(..., support_repeats=N)`) counts once: their repeats are averaged first.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from torch import nn
 
 from dsaml.alignment import AlignedSong
 from dsaml.batches import collate
-from dsaml.scores import score_songs
+from dsaml.recalibration import DEFAULT_SHRINKAGE, fit_linear, fit_shift, gap_closed, recalibrate
+from dsaml.scores import DIMENSIONS_SCORED, score_songs
 
 if TYPE_CHECKING:  # pragma: no cover
+    from dsaml.references import ListenerReferences
     from dsaml.song_store import SongStore
     from dsaml.tasks import Task
 
@@ -59,13 +67,15 @@ class TaskResult:
     after: dict[str, float]
     support_songs: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    references: dict[str, dict[str, float]] = field(default_factory=dict)  # shift, linear[, population, oracle]
 
     def flat(self) -> dict:
-        """One flat record (a CSV row): `annotator`, ..., `before/<score>`, `after/<score>`."""
+        """One flat record (a CSV row): `annotator`, ..., `before/<score>`, `after/<score>`, `shift/<score>`, ..."""
         record = {"annotator": self.annotator, "support_songs": self.support_songs,
                   "num_query_songs": self.num_query_songs, **self.extra}
-        for stage in ("before", "after"):
-            record.update({f"{stage}/{k}": v for k, v in getattr(self, stage).items() if k != "num_songs"})
+        stages = {"before": self.before, "after": self.after, **self.references}
+        for stage, scores in stages.items():
+            record.update({f"{stage}/{k}": v for k, v in scores.items() if k != "num_songs"})
         return record
 
 
@@ -101,12 +111,14 @@ def inner_loop(*, mode: str = "full", steps: int | None = None, lr: float | None
 
 def evaluate_tasks(model, store: SongStore, tasks: Sequence[Task], personalizer: Personalizer | None, *,
                    window_steps: int | None = None, hop_steps: int | None = None, progress: bool = False,
-                   device: torch.device | str | None = None) -> list[TaskResult]:
-    """For each task: score the query songs with the model as is and after personalizing on the support song(s).
+                   device: torch.device | str | None = None, references: ListenerReferences | None = None,
+                   shrinkage: float = DEFAULT_SHRINKAGE) -> list[TaskResult]:
+    """For each task: score the query songs with the model as is and after personalizing on the support song(s),
+    beside the reference points (module docstring; `shrinkage` of the linear recalibration).
 
     `personalizer` makes the "after" model, usually `inner_loop(...)`; `None` scores the model as is only
-    ("after" = "before"), for averaged labels, where there is no listener to personalize to. `model` is not
-    modified."""
+    ("after" = "before", no reference points), for averaged labels, where there is no listener to personalize
+    to. `model` is not modified."""
     from tqdm.auto import tqdm
 
     config = model.config
@@ -117,30 +129,64 @@ def evaluate_tasks(model, store: SongStore, tasks: Sequence[Task], personalizer:
     results = []
     for task in tqdm(tasks, desc="evaluating annotators", disable=not progress, leave=False):
         query = [_to(s, device) for s in store.songs(task.query)]
-        references = [s.labels.numpy() for s in query]
-        before = score_songs(predict_songs(model, query, window, hop), references)
-        after, extra = before, {}
-        support = store.songs(task.support)
+        labels = [s.labels.numpy() for s in query]
+        base = predict_songs(model, query, window, hop)
+        before = score_songs(base, labels)
+        after, extra, points = before, {}, {}
+        support = [_to(s, device) for s in store.songs(task.support)]
         if personalizer is not None:
             with torch.enable_grad():
-                adapted, extra = personalizer(model, [_to(s, device) for s in support], task)
-            after = score_songs(predict_songs(adapted, query, window, hop), references)
+                adapted, extra = personalizer(model, support, task)
+            after = score_songs(predict_songs(adapted, query, window, hop), labels)
             del adapted
-        results.append(TaskResult(task.annotator, len(query), before, after, [s.song_id for s in support], extra))
+            points = reference_points(model, support, query, base, labels, window, hop, references, shrinkage)
+        results.append(TaskResult(task.annotator, len(query), before, after, [s.song_id for s in support], extra,
+                                  points))
     model.train(was_training)
     return results
 
 
+def reference_points(model, support, query, base, labels, window, hop, references, shrinkage) -> dict:
+    """The reference methods' scores on the query songs (see the module docstring)."""
+    support_base = predict_songs(model, support, window, hop)
+    support_labels = [s.labels.numpy() for s in support]
+    points = {}
+    for name, coefficients in (("shift", fit_shift(support_base, support_labels)),
+                               ("linear", fit_linear(support_base, support_labels, shrinkage))):
+        points[name] = score_songs([recalibrate(p, coefficients) for p in base], labels)
+    if references is not None:
+        points["population"] = score_songs(
+            [references.population(s.song_id, s.start_step, s.num_steps) for s in query], labels)
+        points["oracle"] = score_songs(
+            [references.oracle(s.annotator, s.song_id, s.start_step, s.num_steps) for s in query], labels)
+    return points
+
+
 def summarize(results: Sequence[TaskResult], prefix: str | None = None) -> dict[str, float]:
-    """Mean over annotators (each weighs the same) of every before/after score, and how many annotators the
-    personalization improved: `before/ccc`, `after/rmse`, ..., `annotators`, `annotators_rmse_improved`,
-    `annotators_ccc_improved`; each key under `prefix/` when given (e.g. `validation/after/ccc`)."""
-    records = [r.flat() for r in results]
-    keys = [k for k in records[0] if k.startswith(("before/", "after/"))]
+    """Mean over annotators (each weighs the same; an annotator's repeats with other support songs are averaged
+    first) of every score of every method: `before/ccc`, `after/rmse`, `shift/valence_rmse`, ...; how many
+    annotators personalization improved (`annotators_rmse_improved`, `annotators_ccc_improved`) and made worse
+    by more than 0.01 RMSE (`annotators_rmse_worse`); with an oracle, the share of the gap to it each method
+    closes, `gap_closed/<method>/<arousal|valence|overall>` (`dsaml.recalibration.gap_closed` of the means).
+    Each key under `prefix/` when given (e.g. `validation/after/ccc`)."""
+    by_annotator: dict[str, list[dict]] = {}
+    for result in results:
+        by_annotator.setdefault(result.annotator, []).append(result.flat())
+    keys = [k for k, v in next(iter(by_annotator.values()))[0].items()
+            if "/" in k and isinstance(v, (int, float)) and not k.startswith("support_")]
+    records = [{k: float(np.mean([r[k] for r in rows])) for k in keys} for rows in by_annotator.values()]
     summary = {k: float(np.mean([r[k] for r in records])) for k in keys}
     summary["annotators"] = len(records)
+    summary["tasks"] = len(results)
     summary["annotators_rmse_improved"] = int(sum(r["after/rmse"] < r["before/rmse"] for r in records))
     summary["annotators_ccc_improved"] = int(sum(r["after/ccc"] > r["before/ccc"] for r in records))
+    summary["annotators_rmse_worse"] = int(sum(r["after/rmse"] > r["before/rmse"] + 0.01 for r in records))
+    if "oracle/rmse" in summary:
+        methods = sorted({k.split("/")[0] for k in keys} - {"before", "oracle"})
+        for method in methods:
+            for dim, key in DIMENSIONS_SCORED:
+                summary[f"gap_closed/{method}/{dim}"] = gap_closed(
+                    summary[f"before/{key}"], summary[f"{method}/{key}"], summary[f"oracle/{key}"])
     return {f"{prefix}/{k}" if prefix else k: v for k, v in summary.items()}
 
 

@@ -12,6 +12,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from dsaml.modeling.configuration_dsaml import LABEL_NAMES
+
+# (dimension, RMSE key of `score_songs`) for the per-dimension and overall figures of a report
+DIMENSIONS_SCORED = (("arousal", "arousal_rmse"), ("valence", "valence_rmse"), ("overall", "rmse"))
 from dsaml.modeling.losses_dsaml import agreement
 
 
