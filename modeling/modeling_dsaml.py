@@ -19,6 +19,7 @@ from .configuration_dsaml import LABEL_NAMES, DSAMLConfig
 from .dual_scale_attention_dsaml import DualScaleAttentionTransformer
 from .dual_scale_features_dsaml import DualScaleFeatureExtractor, PretrainedContextEncoder
 from .losses_dsaml import diagonal_attention_loss, emotion_loss
+from .step_audio_dsaml import step_samples
 
 
 @dataclass
@@ -292,7 +293,7 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
                 wave = None
                 if global_input_values is not None:
                     wave = torch.stack(
-                        [global_input_values[b, s * samples_per_step : (s + n) * samples_per_step] for b, s, _ in chunk]
+                        [step_samples(global_input_values[b], s, s + n, samples_per_step) for b, s, _ in chunk]
                     )
                 logits = self(feats, global_input_values=wave, return_dict=True).logits
                 for (b, s, _), pred in zip(chunk, logits):

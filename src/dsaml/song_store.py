@@ -17,6 +17,7 @@ from dsaml.audio import AudioError, load_audio
 from dsaml.data import resolve_audio
 from dsaml.examples import AlignedSong, AnnotationError, align, song_patches
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor
+from dsaml.modeling.step_audio_dsaml import step_samples
 
 
 class SongStoreError(ValueError):
@@ -61,14 +62,9 @@ class SongStore:
                 audio, rate = load_audio(path)
                 patches = song_patches(self.extractor, audio, rate, name=str(path))
                 waveform = None
-                if self.config.global_encoder == "pretrained":  # the frozen encoder takes raw audio at its own rate
-                    import torchaudio
-
+                if self.config.global_encoder == "pretrained":  # global_input_values: the song at the model rate
                     wave = self.extractor.prepare_waveform(audio, rate, name=str(path))
-                    wave = wave[: patches.shape[0] * self.extractor.samples_per_step]
-                    waveform = torchaudio.functional.resample(
-                        wave, self.config.sampling_rate, self.config.global_encoder_sampling_rate
-                    )
+                    waveform = step_samples(wave, 0, patches.shape[0], self.extractor.samples_per_step)
             except (AudioError, ValueError) as exc:
                 raise SongStoreError(f"{self.describe(row)}: {exc}") from exc
             self._songs[key] = (patches, waveform)
