@@ -12,6 +12,8 @@ from torch import nn
 
 from .configuration_dsaml import DSAMLConfig
 from .harmonic_dsaml import NUM_HARMONIC_FEATURES
+from .resampling_dsaml import Resampler
+from .step_audio_dsaml import context_windows
 
 
 def _mask_steps(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -104,6 +106,7 @@ class PretrainedContextEncoder(nn.Module):
         self.step_seconds = config.step_seconds
         self.context_seconds = config.global_context_seconds
         self.stride = config.global_encoder_stride_steps
+        self.resampler = None
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -113,19 +116,15 @@ class PretrainedContextEncoder(nn.Module):
     @torch.no_grad()
     def embed(self, waveform: torch.Tensor, num_steps: int) -> torch.Tensor:
         """`[B, samples]` at the model rate -> `[B, num_steps, encoder_hidden]`."""
-        import torchaudio
-
-        wave = torchaudio.functional.resample(waveform.float(), self.sampling_rate, self.encoder_rate)
+        if self.resampler is None:  # built on first use: its filter table is not model state
+            self.resampler = Resampler(self.sampling_rate, self.encoder_rate)
+        wave = self.resampler(waveform.float())
         context = int(round(self.context_seconds * self.encoder_rate))
-        half = context // 2
-        wave = F.pad(wave, (half, context - half))  # zero context beyond the song's ends
-        centres = torch.arange(0, num_steps, self.stride, device=wave.device)
-        starts = ((centres.float() + 0.5) * self.step_seconds * self.encoder_rate).long()
-        windows = torch.stack([wave[:, s : s + context] for s in starts.tolist()], dim=1)  # [B, W, context]
+        windows = context_windows(wave, num_steps, self.stride, self.step_seconds * self.encoder_rate, context)
         flat = windows.flatten(0, 1)
         flat = (flat - flat.mean(-1, keepdim=True)) / torch.sqrt(flat.var(-1, keepdim=True) + 1e-7)
         hidden = self.encoder(input_values=flat.to(next(self.encoder.parameters()).dtype)).last_hidden_state
-        embeddings = hidden.mean(dim=1).view(wave.shape[0], len(starts), -1)
+        embeddings = hidden.mean(dim=1).view(wave.shape[0], windows.shape[1], -1)
         return embeddings.repeat_interleave(self.stride, dim=1)[:, :num_steps]
 
     def forward(self, waveform: torch.Tensor, num_steps: int) -> torch.Tensor:

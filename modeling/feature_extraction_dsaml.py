@@ -1,25 +1,29 @@
 """Waveforms -> per-step log-mel patches (the DSAML input preprocessor).
 
 Each 0.5 s step of audio at 44.1 kHz is turned into its own log-mel spectrogram (n_fft = win = 2646, hop 441,
-128 mels, centred frames) -> 51 x 128, exactly as the reference code computes it segment by segment.
+128 mels, centred frames) -> 51 x 128, as the reference code computes it segment by segment with torchaudio.
+Resampling and the log-mel are computed here with torch alone (`resampling_dsaml`, `log_mel_dsaml`), so the
+remote code runs where torchaudio is not installed.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torchaudio
 from transformers import BatchFeature, SequenceFeatureExtractor
 
 from .harmonic_dsaml import NUM_HARMONIC_FEATURES, HarmonicView
+from .log_mel_dsaml import LogMelSpectrogram
+from .resampling_dsaml import Resampler, check_sampling_rate
+from .step_audio_dsaml import step_samples
+from .streaming_features_dsaml import StepFeatureStream
 
 
 class DSAMLFeatureExtractor(SequenceFeatureExtractor):
     r"""
-    Turns raw mono waveforms (any sample rate: they are resampled with torchaudio) into
+    Turns raw mono waveforms (any sample rate from 1 kHz to 768 kHz: they are resampled) into
 
     - `input_features`: `[batch, steps, frames_per_step, num_mel_bins]` log-mel patches, one per `step_seconds`;
     - `attention_mask`: `[batch, steps]`, 1 for real steps, 0 for padding (songs of different lengths);
@@ -59,8 +63,10 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
         self.silence_threshold = silence_threshold
         self.return_global_waveform = return_global_waveform
         self.return_harmonic_features = return_harmonic_features
-        self._harmonic = None  # built lazily, like the mel transform
-        self._mel = None  # built lazily: transforms are not serialisable config
+        self._harmonic = None  # built lazily, like the log-mel filters
+        # built lazily and kept out of the saved config: filter tables, not settings
+        self._log_mel: LogMelSpectrogram | None = None
+        self._resamplers: dict[int, Resampler] = {}
 
     @classmethod
     def from_model_config(cls, config, **kwargs) -> DSAMLFeatureExtractor:
@@ -84,23 +90,26 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
 
     def to_dict(self):
         output = super().to_dict()
-        output.pop("_mel", None)
+        output.pop("_log_mel", None)
+        output.pop("_resamplers", None)
         output.pop("_harmonic", None)
         return output
 
-    def _mel_transform(self) -> torchaudio.transforms.MelSpectrogram:
-        if self._mel is None:
-            self._mel = torchaudio.transforms.MelSpectrogram(
-                sample_rate=self.sampling_rate,
-                n_fft=self.n_fft,
-                win_length=self.win_length,
-                hop_length=self.hop_length,
-                n_mels=self.feature_size,
-            )
-        return self._mel
+    def _log_mel_transform(self) -> LogMelSpectrogram:
+        if self._log_mel is None:
+            self._log_mel = LogMelSpectrogram(self.sampling_rate, self.n_fft, self.win_length, self.hop_length,
+                                              self.feature_size, self.log_mel_eps)
+        return self._log_mel
+
+    def resampler(self, sampling_rate: int) -> Resampler:
+        """The resampler from `sampling_rate` to the model's rate (cached per input rate)."""
+        if sampling_rate not in self._resamplers:
+            self._resamplers[sampling_rate] = Resampler(sampling_rate, self.sampling_rate)
+        return self._resamplers[sampling_rate]
 
     def prepare_waveform(self, audio, sampling_rate: int, name: str = "audio") -> torch.Tensor:
         """Validate one input and return it as a mono float32 tensor at `self.sampling_rate`."""
+        sampling_rate = check_sampling_rate(sampling_rate, name)
         waveform = torch.as_tensor(np.asarray(audio, dtype=np.float32))
         if waveform.ndim == 2:
             # channels-first (C, N); a (N, C) array from soundfile must be transposed by the caller.
@@ -119,7 +128,7 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
         if waveform.abs().max() < self.silence_threshold:
             raise ValueError(f"{name}: audio is silent (peak amplitude below {self.silence_threshold:g})")
         if sampling_rate != self.sampling_rate:
-            waveform = torchaudio.functional.resample(waveform, int(sampling_rate), self.sampling_rate)
+            waveform = self.resampler(sampling_rate)(waveform)
         if waveform.numel() < self.samples_per_step:
             seconds = waveform.numel() / self.sampling_rate
             raise ValueError(f"{name}: audio lasts {seconds:.3f} s, shorter than one {self.step_seconds} s step")
@@ -129,8 +138,7 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
         """`[samples]` at `self.sampling_rate` -> `[steps, frames_per_step, n_mels]` (each step on its own)."""
         steps = waveform.numel() // self.samples_per_step
         segments = waveform[: steps * self.samples_per_step].reshape(steps, self.samples_per_step)
-        mel = self._mel_transform()(segments)  # [steps, n_mels, frames]
-        return torch.log(mel + self.log_mel_eps).transpose(1, 2).contiguous()
+        return self._log_mel_transform()(segments)
 
     def harmonic_patches(self, waveform: torch.Tensor) -> torch.Tensor:
         """`[samples]` at `self.sampling_rate` -> `[steps, 36]`: each step's harmonic view (`harmonic_dsaml.py`)."""
@@ -161,8 +169,7 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
                 f"DSAMLFeatureExtractor needs sampling_rate= (expected audio at any rate; it is resampled to "
                 f"{self.sampling_rate} Hz)"
             )
-        if sampling_rate <= 0:
-            raise ValueError(f"sampling_rate must be positive, got {sampling_rate}")
+        sampling_rate = check_sampling_rate(sampling_rate, "sampling_rate")
         single = isinstance(raw_audio, (np.ndarray, torch.Tensor)) and np.ndim(raw_audio) == 1
         batch = [raw_audio] if single else list(raw_audio)
         if len(batch) == 0:
@@ -187,7 +194,7 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
             samples = longest * self.samples_per_step
             wave = torch.zeros(len(waveforms), samples)
             for i, (w, n) in enumerate(zip(waveforms, lengths)):
-                wave[i, : n * self.samples_per_step] = w[: n * self.samples_per_step]
+                wave[i, : n * self.samples_per_step] = step_samples(w, 0, n, self.samples_per_step)
             data["global_input_values"] = wave
         if self.return_harmonic_features:
             harmonic = torch.zeros(len(waveforms), longest, NUM_HARMONIC_FEATURES)
@@ -202,7 +209,11 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
 
     def num_steps(self, num_samples: int, sampling_rate: int) -> int:
         """Steps a waveform of `num_samples` at `sampling_rate` yields (after resampling)."""
-        return math.floor(num_samples * self.sampling_rate / sampling_rate) // self.samples_per_step
+        return self.resampler(int(sampling_rate)).output_length(num_samples) // self.samples_per_step
+
+    def stream(self, sampling_rate: int, name: str = "audio") -> StepFeatureStream:
+        """Features of one song fed in consecutive blocks (see `StepFeatureStream`)."""
+        return StepFeatureStream(self, sampling_rate, name)
 
 
 __all__ = ["DSAMLFeatureExtractor"]

@@ -20,6 +20,7 @@ from .dual_scale_attention_dsaml import DualScaleAttentionTransformer
 from .harmonic_dsaml import NUM_HARMONIC_FEATURES
 from .dual_scale_features_dsaml import DualScaleFeatureFusion
 from .losses_dsaml import diagonal_attention_loss, emotion_loss
+from .step_audio_dsaml import step_samples
 
 
 def window_starts(num_steps: int, window_steps: int, hop_steps: int | None = None) -> list[int]:
@@ -316,7 +317,7 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
                 wave = None
                 if global_input_values is not None:
                     wave = torch.stack(
-                        [global_input_values[b, s * samples_per_step : (s + n) * samples_per_step] for b, s, _ in chunk]
+                        [step_samples(global_input_values[b], s, s + n, samples_per_step) for b, s, _ in chunk]
                     )
                 harmonic = None
                 if harmonic_features is not None:

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dsaml.audio import SILENCE_PEAK, AudioError, audio_duration, load_audio
+import torch
+
+from dsaml.audio import SILENCE_PEAK, AudioError, AudioReader, audio_duration, load_audio
 
 
 def _tone(seconds=1.0, rate=16000, channels=1, freq=440.0):
@@ -132,3 +134,85 @@ def test_duration_is_read_from_the_header(tmp_path):
         assert audio_duration(handle) == pytest.approx(2.0)
         assert handle.tell() == 0  # the caller's position is restored
         assert load_audio(handle)[0].size == 44100
+
+
+def test_an_awkward_sample_rate_decodes_and_gets_features(tmp_path):
+    # 44101 Hz shares no factor with 44.1 kHz (torchaudio's resampler asked for 7.8 GB)
+    path = tmp_path / "odd_rate.wav"
+    sf.write(path, _tone(2.0, 44101), 44101)
+    wave, rate = load_audio(path)
+    assert rate == 44101
+    from dsaml import DSAMLFeatureExtractor
+
+    features = DSAMLFeatureExtractor()(wave, sampling_rate=rate)["input_features"]
+    assert features.shape == (1, 4, 51, 128) and torch.isfinite(features).all()
+
+
+@pytest.mark.parametrize("rate", [1, 500, 800_000])
+def test_absurd_sample_rates_are_rejected_naming_the_file(tmp_path, rate):
+    path = tmp_path / f"rate_{rate}.wav"
+    sf.write(path, np.full(64, 0.5, np.float32), rate, subtype="FLOAT")
+    pattern = rf"^{tmp_path}/rate_{rate}\.wav: sample rate {rate} Hz is outside the supported 1000-768000 Hz$"
+    with pytest.raises(AudioError, match=pattern):
+        load_audio(path)
+    with pytest.raises(AudioError, match=pattern):
+        audio_duration(path)
+
+
+def test_a_truncated_mp3_is_an_error_naming_both_durations(tmp_path):
+    full = tmp_path / "full.mp3"
+    sf.write(full, _tone(45.0, 44100), 44100)
+    assert load_audio(full)[0].size == 45 * 44100  # an intact MP3 decodes to its header's length
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(full.read_bytes()[: full.stat().st_size // 40])
+    assert audio_duration(cut) == pytest.approx(45.0)  # the header still says 45 s
+    with pytest.raises(AudioError, match=r"cut\.mp3: truncated or damaged file: the header says 45\.00 s but only \d\.\d\d s decode"):
+        load_audio(cut)
+
+
+def test_samples_far_outside_full_scale_are_rejected(tmp_path):
+    hot = tmp_path / "hot.wav"  # +6 dBFS overs from a float master: loud, but audio
+    sf.write(hot, 4.0 * _tone(0.5, 8000), 8000, subtype="FLOAT")  # peak 2.0
+    assert np.abs(load_audio(hot)[0]).max() == pytest.approx(2.0, abs=1e-3)
+    wrong = tmp_path / "scaled.wav"
+    samples = _tone(0.5, 8000)
+    samples[2000] = 50.0
+    sf.write(wrong, samples, 8000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"scaled\.wav: samples reach amplitude 50 \(first beyond 4 at 0\.250 s\)"):
+        load_audio(wrong)
+
+
+def test_stereo_channels_that_cancel_are_silent_mono(tmp_path):
+    path = tmp_path / "cancel.wav"
+    left = _tone(0.5, 8000)
+    sf.write(path, np.stack([left, -left], axis=1), 8000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"cancel\.wav: the channels cancel: their mono mix is silent"):
+        load_audio(path)
+    assert load_audio(path, mono=False)[0].shape == (2, 4000)  # both channels kept: not silent
+
+
+@pytest.mark.parametrize("suffix,block", [(".wav", 1000), (".flac", 4096), (".mp3", 10_000)])
+def test_blocks_concatenate_to_the_whole_file(tmp_path, suffix, block):
+    path = tmp_path / f"stereo{suffix}"
+    sf.write(path, _tone(1.3, 16000, channels=2), 16000)
+    whole, rate = load_audio(path)
+    with AudioReader(path) as reader:
+        assert reader.sample_rate == rate and reader.channels == 2
+        blocks = list(reader.blocks(block))
+    assert all(b.shape == (block,) for b in blocks[:-1]) and len(blocks) > 1
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+
+
+def test_decoding_in_blocks_feeds_the_streaming_features(tmp_path):
+    from dsaml import DSAMLFeatureExtractor
+
+    path = tmp_path / "song.flac"
+    sf.write(path, _tone(3.7, 48000), 48000)
+    extractor = DSAMLFeatureExtractor()
+    wave, rate = load_audio(path)
+    whole = extractor(wave, sampling_rate=rate)["input_features"][0]
+    with AudioReader(path) as reader:
+        stream = extractor.stream(reader.sample_rate, name=str(path))
+        streamed = torch.cat([stream.push(b) for b in reader.blocks(12_345)] + [stream.flush()])
+    assert streamed.shape == whole.shape == (7, 51, 128)
+    assert (streamed - whole).abs().max() < 1e-5

@@ -47,14 +47,18 @@ REMOTE_SCRIPT = textwrap.dedent(
     """
     import importlib.abc, sys
 
-    class BlockDsaml(importlib.abc.MetaPathFinder):
-        # emulate a machine where the dsaml package is not installed
+    BLOCKED = ("dsaml", "torchaudio")
+
+    class Block(importlib.abc.MetaPathFinder):
+        # emulate a machine with torch and transformers only: no dsaml package, no torchaudio
         def find_spec(self, name, path=None, target=None):
-            if name == "dsaml" or name.startswith("dsaml."):
+            if name.split(".")[0] in BLOCKED:
                 raise ModuleNotFoundError(f"No module named {name!r}")
             return None
 
-    sys.meta_path.insert(0, BlockDsaml())
+    sys.meta_path.insert(0, Block())
+    for name in BLOCKED:  # None in sys.modules: import fails, and find_spec (availability checks) says "absent"
+        sys.modules[name] = None
     import numpy as np, torch
     from transformers import AutoFeatureExtractor, AutoModel
 
@@ -62,21 +66,23 @@ REMOTE_SCRIPT = textwrap.dedent(
     model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     extractor = AutoFeatureExtractor.from_pretrained(folder, trust_remote_code=True)
     audio = np.load(sys.argv[2])
-    batch = extractor(audio, sampling_rate=44100)
+    batch = extractor(audio, sampling_rate=16000)  # resampled to 44.1 kHz by the remote code
     with torch.no_grad():
         logits = model(**batch).logits
-    assert "dsaml" not in sys.modules
-    print(type(model).__module__, type(model).__name__)
+    loaded = [name for name in sys.modules if name.split(".")[0] in BLOCKED and sys.modules[name] is not None]
+    assert not loaded, loaded
+    print(type(model).__module__, type(model).__name__, type(extractor).__module__)
     np.save(sys.argv[3], logits.numpy())
+    np.save(sys.argv[4], batch["input_features"].numpy())
     """
 )
 
 
 @pytest.mark.slow
-def test_remote_code_loads_in_a_fresh_interpreter_without_the_package(tmp_path):
+def test_remote_code_loads_without_the_package_or_torchaudio(tmp_path):
     folder = tmp_path / "model"
     model = save_small_model(folder)
-    audio = tone(6.0)
+    audio = tone(6.0, sr=16000)
     import numpy as np
 
     np.save(tmp_path / "audio.npy", audio)
@@ -84,16 +90,22 @@ def test_remote_code_loads_in_a_fresh_interpreter_without_the_package(tmp_path):
     script.write_text(REMOTE_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    outputs = [str(tmp_path / "logits.npy"), str(tmp_path / "features.npy")]
     result = subprocess.run(
-        [sys.executable, str(script), str(folder), str(tmp_path / "audio.npy"), str(tmp_path / "out.npy")],
+        [sys.executable, str(script), str(folder), str(tmp_path / "audio.npy"), *outputs],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "transformers_modules" in result.stdout and "DSAMLForDynamicEmotionRecognition" in result.stdout
+    module, name, extractor_module = result.stdout.split()
+    assert module.startswith("transformers_modules") and name == "DSAMLForDynamicEmotionRecognition"
+    assert extractor_module.startswith("transformers_modules")
     extractor = DSAMLFeatureExtractor.from_model_config(model.config)
+    inputs = extractor(audio, sampling_rate=16000)
+    assert inputs["input_features"].shape == (1, 12, 51, 128)
+    assert np.array_equal(np.load(outputs[1]), inputs["input_features"].numpy())
     with torch.no_grad():
-        expected = model(**extractor(audio, sampling_rate=44100)).logits.numpy()
-    assert np.array_equal(np.load(tmp_path / "out.npy"), expected)
+        expected = model(**inputs).logits.numpy()
+    assert np.array_equal(np.load(outputs[0]), expected)
 
 
 def test_frozen_pretrained_global_encoder(tmp_path):

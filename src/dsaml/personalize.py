@@ -145,15 +145,12 @@ def personalize_audio(
     song = align_annotations(patches, annotations, step_seconds=config.step_seconds, song_id=Path(audio).stem,
                              annotator=user, value_range=value_range,
                              annotation_name=name or "annotation", harmonic=harmonic)
-    if config.global_encoder == "pretrained":  # the frozen encoder takes raw audio at its own rate (as SongStore)
-        import torchaudio
+    if config.global_encoder == "pretrained":  # global_input_values: the song at the model rate (as SongStore)
+        from dsaml.modeling.step_audio_dsaml import step_samples
 
-        full = resampled[: patches.shape[0] * extractor.samples_per_step]
-        full = torchaudio.functional.resample(full, config.sampling_rate, config.global_encoder_sampling_rate)
-        per_step = full.numel() // patches.shape[0]
         song = AlignedSong(song.song_id, song.annotator, song.features, song.labels, song.start_step,
-                           full[song.start_step * per_step:(song.start_step + song.num_steps) * per_step],
-                           song.harmonic)
+                           step_samples(resampled, song.start_step, song.start_step + song.num_steps,
+                                        extractor.samples_per_step), song.harmonic)
     result = personalize_song(model, song, user=user, steps=steps, lr=lr, seed=seed)
     result.info.update({"audio": str(audio), "annotations": name})
     return result

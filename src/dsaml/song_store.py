@@ -17,6 +17,7 @@ from dsaml.audio import AudioError, load_audio
 from dsaml.data import resolve_audio
 from dsaml.alignment import AlignedSong, AnnotationError, align
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor
+from dsaml.modeling.step_audio_dsaml import step_samples
 
 
 class SongStoreError(ValueError):
@@ -63,13 +64,8 @@ class SongStore:
                 wave = self.extractor.prepare_waveform(audio, rate, name=str(path))
                 patches = self.extractor.log_mel_patches(wave)
                 waveform = harmonic = None
-                if self.config.global_encoder == "pretrained":  # the frozen encoder takes raw audio at its own rate
-                    import torchaudio
-
-                    waveform = torchaudio.functional.resample(
-                        wave[: patches.shape[0] * self.extractor.samples_per_step],
-                        self.config.sampling_rate, self.config.global_encoder_sampling_rate,
-                    )
+                if self.config.global_encoder == "pretrained":  # global_input_values: the song at the model rate
+                    waveform = step_samples(wave, 0, patches.shape[0], self.extractor.samples_per_step)
                 if self.config.harmonic_features:
                     harmonic = self.extractor.harmonic_patches(wave)
             except (AudioError, ValueError) as exc:
