@@ -260,3 +260,16 @@ def test_ridge_inner_loop_is_the_closed_form_and_its_gradient_is_exact(dsaml_tas
             task_gradient(model, task, algorithm="fomaml", adapted=["predictor.dense"])
     finally:
         model.config.adaptation_method = "sgd"
+
+
+def test_base_loss_weight_adds_the_unadapted_query_gradient(dsaml_task):
+    model, task = dsaml_task
+    plain, _ = task_gradient(model, task, algorithm="fomaml")
+    mixed, _ = task_gradient(model, task, algorithm="fomaml", base_loss_weight=0.5)
+    params = dict(model.named_parameters())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(task.seed % 2**63)
+        base = torch.autograd.grad(functional_loss(model, {}, task.query), list(params.values()), allow_unused=True)
+    for (name, p), g in zip(params.items(), base):
+        expected = plain[name] + 0.5 * (g if g is not None else torch.zeros_like(p))
+        torch.testing.assert_close(mixed[name], expected, rtol=1e-7, atol=1e-10)

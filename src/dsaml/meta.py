@@ -41,19 +41,24 @@ def task_gradient(
     steps: int | None = None,
     lr: float | None = None,
     adapted: Sequence[str] | None = None,
+    base_loss_weight: float = 0.0,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """The meta-gradient of one task for every trainable parameter (zeros where the loss does not depend on it),
-    and `{"query_loss": ...}` (the loss the gradient is taken of, after adaptation)."""
+    and `{"query_loss": ...}` (the loss the gradient is taken of, after adaptation).
+
+    `base_loss_weight` > 0 (fomaml, maml) adds that weight times the query loss of the UNADAPTED model: the
+    meta-parameters then also stay a good prediction for a listener nobody has personalized yet, which an
+    inner loop that refits the output layer (`adaptation_method="ridge"`) would otherwise not ask of them."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown meta-learning algorithm {algorithm!r}; choose one of {ALGORITHMS}")
     if task.seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(task.seed % 2**63)
-            return _task_gradient(model, task, algorithm, steps, lr, adapted)
-    return _task_gradient(model, task, algorithm, steps, lr, adapted)
+            return _task_gradient(model, task, algorithm, steps, lr, adapted, base_loss_weight)
+    return _task_gradient(model, task, algorithm, steps, lr, adapted, base_loss_weight)
 
 
-def _task_gradient(model, task, algorithm, steps, lr, adapted):
+def _task_gradient(model, task, algorithm, steps, lr, adapted, base_loss_weight=0.0):
     config = model.config
     steps = config.adaptation_steps if steps is None else steps
     lr = config.adaptation_lr if lr is None else lr
@@ -74,6 +79,8 @@ def _task_gradient(model, task, algorithm, steps, lr, adapted):
     else:
         fast = adapt(model, task.support, steps=steps, lr=lr, params=fast_start, second_order=algorithm == "maml")
         loss = functional_loss(model, fast, task.query)
+        if base_loss_weight:
+            loss = loss + base_loss_weight * functional_loss(model, {}, task.query)
 
     grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True)
     out = {n: (g if g is not None else torch.zeros_like(params[n])) for n, g in zip(names, grads)}

@@ -157,7 +157,8 @@ def training_step(run: Run) -> dict:
     tasks = shard(run.data.sampler.sample(run.state["step"]), accelerator.process_index, accelerator.num_processes)
     batches = [task_batch(run.data.train, t, model.config.window_steps).to(accelerator.device) for t in tasks]
     with accelerator.autocast():
-        grads, stats = meta_gradient(model, batches, algorithm=args.algorithm)
+        grads, stats = meta_gradient(model, batches, algorithm=args.algorithm,
+                                     base_loss_weight=args.base_loss_weight)
     apply_meta_gradient(model, grads, accelerator)
     max_norm = args.max_grad_norm if args.max_grad_norm else math.inf
     grad_norm = torch.nn.utils.clip_grad_norm_(list(trainable_parameters(model).values()), max_norm)

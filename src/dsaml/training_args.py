@@ -29,6 +29,7 @@ class TrainingArguments:
     init_from: str | None = None
     # meta-learning (defaults: the official code)
     algorithm: str = "fomaml"
+    base_loss_weight: float = 0.0  # fomaml/maml: + this x the unadapted model's query loss (`dsaml.meta.task_gradient`)
     support_songs: int = 1
     query_songs: int = 15
     tasks_per_step: int = 16
@@ -73,6 +74,8 @@ class TrainingArguments:
                      "checkpoint_every", "keep_checkpoints"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.base_loss_weight < 0:
+            problems.append(f"base_loss_weight must be >= 0, got {self.base_loss_weight}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.mixed_precision == "fp16":
@@ -127,7 +130,8 @@ class TrainingArguments:
         if unknown:
             raise ValueError(f"unknown training argument(s) {unknown}; known: {sorted(known)}")
         values = dict(values)
-        for name in ("learning_rate", "weight_decay", "validation_annotators"):  # YAML reads 5e-5 as a string
+        # YAML reads 5e-5 as a string
+        for name in ("learning_rate", "weight_decay", "validation_annotators", "base_loss_weight"):
             if isinstance(values.get(name), str):
                 values[name] = float(values[name])
         if isinstance(values.get("max_grad_norm"), str):
