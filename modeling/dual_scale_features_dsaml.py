@@ -26,12 +26,10 @@ def _mask_steps(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
 class LocalSpectrogramCNN(nn.Module):
     """The official local-scale CNN: each 0.5 s log-mel patch -> `local_feature_size` (476) values.
 
-    The reference code normalizes with BatchNorm2d. Under meta-learning its running statistics are state that
-    every support and query forward of the inner loop would move (`functional_call` swaps parameters, not
-    buffers), that differs between processes, and that a personalized model would have to carry. GroupNorm over
-    each patch (one group: all channels and positions of one step) has the same affine parameters (so the
-    same parameter count) and no running statistics: a step's features depend on that step alone, identically
-    in training and evaluation, on 1 or N processes.
+    BatchNorm2d as in the reference code. Its running statistics are buffers, which the functional inner loop
+    does not swap: `dsaml.meta.average_buffers` keeps processes in step. A stateless replacement was measured
+    (GroupNorm over each patch) and made one-song personalization worse on the synthetic sets (see the README's
+    method section), so the decision is open.
     """
 
     def __init__(self, config: DSAMLConfig):
@@ -39,13 +37,13 @@ class LocalSpectrogramCNN(nn.Module):
         c1, c2 = config.local_cnn_channels
         self.block1 = nn.Sequential(
             nn.Conv2d(1, c1, kernel_size=(3, 1), padding=(2, 1)),
-            nn.GroupNorm(1, c1),
+            nn.BatchNorm2d(c1),
             nn.ReLU(),
             nn.MaxPool2d(2, padding=1),
         )
         self.block2 = nn.Sequential(
             nn.Conv2d(c1, c2, kernel_size=3, padding=1),
-            nn.GroupNorm(1, c2),
+            nn.BatchNorm2d(c2),
             nn.ReLU(),
             nn.MaxPool2d(2, padding=1),
         )
@@ -167,7 +165,7 @@ class DualScaleFeatureFusion(nn.Module):
         if mask is None:
             flat = self.local_cnn(input_features.flatten(0, 1))
             return self.local_projection(flat.view(batch, steps, -1))
-        # run the CNN on real steps only: padded steps would be wasted work
+        # run the CNN on real steps only: padding must not enter BatchNorm statistics
         valid = mask.bool()
         out = input_features.new_zeros(batch, steps, self.local_projection.in_features)
         out[valid] = self.local_cnn(input_features[valid])

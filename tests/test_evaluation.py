@@ -87,8 +87,9 @@ def test_evaluate_cli_before_after_per_annotator(tiny, trained, tmp_path, capsys
     from dsaml.tasks import evaluation_tasks
 
     assert main(["--model", str(trained), "--dataset", str(tiny), "--partition", "test",
-                 "--output", str(tmp_path / "report"), "--max_query_songs", "4"]) == 0
-    assert "annotators: 2" in capsys.readouterr().out
+                 "--output", str(tmp_path / "report"), "--max_query_songs", "4", "--support_repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "test (2 annotators):" in out and "listener oracle" in out and "shift (support song)" in out
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     summary = report["summary"]
     assert summary["after/rmse"] < summary["before/rmse"]

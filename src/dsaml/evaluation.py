@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from dsaml.song_store import SongStore
     from dsaml.tasks import Task
 
-__all__ = ["Personalizer", "TaskResult", "evaluate_tasks", "inner_loop", "predict_songs", "summarize"]
+__all__ = ["Personalizer", "TaskResult", "evaluate_tasks", "format_summary", "inner_loop", "predict_songs",
+           "reference_points", "summarize"]
 
 MODES = ("full", "lora")
 
@@ -112,7 +113,7 @@ def inner_loop(*, mode: str = "full", steps: int | None = None, lr: float | None
 def evaluate_tasks(model, store: SongStore, tasks: Sequence[Task], personalizer: Personalizer | None, *,
                    window_steps: int | None = None, hop_steps: int | None = None, progress: bool = False,
                    device: torch.device | str | None = None, references: ListenerReferences | None = None,
-                   shrinkage: float = DEFAULT_SHRINKAGE) -> list[TaskResult]:
+                   shrinkage: float | None = None) -> list[TaskResult]:
     """For each task: score the query songs with the model as is and after personalizing on the support song(s),
     beside the reference points (module docstring; `shrinkage` of the linear recalibration).
 
@@ -122,6 +123,7 @@ def evaluate_tasks(model, store: SongStore, tasks: Sequence[Task], personalizer:
     from tqdm.auto import tqdm
 
     config = model.config
+    shrinkage = DEFAULT_SHRINKAGE if shrinkage is None else shrinkage
     window = window_steps or config.window_steps
     hop = hop_steps or config.inference_hop_steps
     was_training = model.training
@@ -197,3 +199,38 @@ def _to(song: AlignedSong, device) -> AlignedSong:
     harmonic = song.harmonic.to(device) if song.harmonic is not None else None
     return AlignedSong(song.song_id, song.annotator, song.features.to(device), song.labels, song.start_step, wave,
                        harmonic)
+
+
+METHOD_LABELS = {
+    "before": "before personalization",
+    "after": "after  personalization",
+    "shift": "shift (support song)",
+    "linear": "linear (support song)",
+    "population": "population emotion",
+    "oracle": "listener oracle",
+}
+
+
+def format_summary(summary: dict, title: str = "") -> str:
+    """The console table of a `summarize` result (unprefixed keys): every method's RMSE (overall, arousal,
+    valence), Pearson r and CCC, and the gap to the oracle it closes where there is one."""
+    tasks = summary.get("tasks", summary["annotators"])
+    head = f"{title} ({summary['annotators']} annotators" + (f", {tasks} tasks)" if tasks != summary["annotators"]
+                                                            else ")") + ":"
+    has_gap = any(k.startswith("gap_closed/") for k in summary)
+    lines = [head, f"  {'method':<24}{'RMSE':>7}{'A':>7}{'V':>7}{'PCC':>7}{'CCC':>7}"
+             + ("   gap closed A / V / overall" if has_gap else "")]
+    for method, label in METHOD_LABELS.items():
+        if f"{method}/rmse" not in summary:
+            continue
+        row = f"  {label:<24}" + "".join(f"{summary[f'{method}/{k}']:>7.3f}"
+                                         for k in ("rmse", "arousal_rmse", "valence_rmse", "pearson", "ccc"))
+        if has_gap and f"gap_closed/{method}/overall" in summary:
+            row += "   " + " / ".join(f"{summary[f'gap_closed/{method}/{d}']:+.0%}"
+                                      for d in ("arousal", "valence", "overall"))
+        lines.append(row)
+    if "annotators_rmse_worse" in summary:
+        lines.append(f"  personalization: RMSE better for {summary['annotators_rmse_improved']}, worse by > 0.01 for "
+                     f"{summary['annotators_rmse_worse']} of {summary['annotators']} annotators; CCC better for "
+                     f"{summary['annotators_ccc_improved']}")
+    return "\n".join(lines)

@@ -109,9 +109,12 @@ def personalize_song(
         "support_loss_before": before, "support_loss_after": after, "mode": "train (dropout), fixed seed",
     }
     if after > before:
-        logger.warning("personalizing user %r on %s made the fit to the support song worse (loss %.4f -> %.4f): "
-                       "the inner learning rate (%g) or step count (%d) is too large for this song; try a smaller "
-                       "lr or fewer steps", user, ", ".join(info["support_songs"]), before, after, lr, steps)
+        advice = ("the ridge's squared-error fit does not lower this loss here; try a larger adaptation_ridge"
+                  if config.adaptation_method == "ridge" else
+                  f"the inner learning rate ({lr:g}) or step count ({steps}) is too large for this song; try a "
+                  "smaller lr or fewer steps")
+        logger.warning("personalizing user %r on %s made the fit to the support song worse (loss %.4f -> %.4f): %s",
+                       user, ", ".join(info["support_songs"]), before, after, advice)
     return Personalization(adapted, fast, user, steps, lr, seed, before, after, info)
 
 

@@ -175,16 +175,17 @@ def evaluation_tasks(groups: Mapping[str, Sequence[int]], *, support_songs: int 
     """Fixed tasks for every annotator of `groups` (e.g. the test partition: reported, never selected on).
 
     `support_repeats` > 1 gives each annotator that many tasks with different support songs (consecutive
-    blocks of one seeded order of their songs; the first repeat is the single-support task), each querying
-    (up to `max_query_songs` of) the annotator's other songs: a result then does not hang on one support song."""
+    blocks of one seeded order of their songs; the first repeat is the single-support task; fewer for an
+    annotator without enough songs), each querying (up to `max_query_songs` of) the annotator's other songs:
+    a result then does not hang on one support song."""
     if support_repeats < 1:
         raise TaskError(f"support_repeats must be >= 1, got {support_repeats}")
     tasks = []
     for name in sorted(groups):
         rows = [int(i) for i in groups[name]]
-        check_annotators({name: rows}, support_songs * support_repeats + 1, "evaluation")
+        check_annotators({name: rows}, support_songs + 1, "evaluation")
         order = [rows[i] for i in np.random.default_rng([seed, zlib.crc32(name.encode())]).permutation(len(rows))]
-        for repeat in range(support_repeats):
+        for repeat in range(min(support_repeats, (len(rows) - 1) // support_songs)):
             support = order[repeat * support_songs:(repeat + 1) * support_songs]
             query = [r for r in order if r not in support][:max_query_songs]
             if repeat == 0:  # the single-support task, exactly as without repeats

@@ -149,7 +149,7 @@ def setup(args: TrainingArguments) -> Run:
 def training_step(run: Run) -> dict:
     """One outer step: this process's share of the meta-batch, one all-reduced meta-gradient, one Adam step."""
     from dsaml.batches import task_batch
-    from dsaml.meta import apply_meta_gradient, meta_gradient, trainable_parameters
+    from dsaml.meta import apply_meta_gradient, average_buffers, meta_gradient, trainable_parameters
     from dsaml.tasks import shard
 
     args, accelerator, model = run.args, run.accelerator, run.model
@@ -164,6 +164,7 @@ def training_step(run: Run) -> dict:
     grad_norm = torch.nn.utils.clip_grad_norm_(list(trainable_parameters(model).values()), max_norm)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
+    average_buffers(model, accelerator)
     loss = accelerator.reduce(torch.tensor(stats["query_loss"], device=accelerator.device), "mean")
     run.state["step"] += 1
     return {"train/query_loss": float(loss), "train/grad_norm": float(grad_norm),
@@ -181,7 +182,7 @@ def evaluate(run: Run, model, store, tasks) -> list:
     personalizer = inner_loop() if run.data.per_annotator else None
     with accelerator.autocast():
         results = evaluate_tasks(model, store, mine, personalizer, device=accelerator.device,
-                                 progress=run.progress)
+                                 progress=run.progress, references=run.data.references)
     if accelerator.num_processes > 1:
         results = gather_object(results)
     return sorted(results, key=lambda r: r.annotator)
@@ -270,19 +271,19 @@ def finish(run: Run) -> dict:
     best_dir = output_dir / "best"
     best = DSAMLForDynamicEmotionRecognition.from_pretrained(best_dir, dtype=torch.float32).to(accelerator.device)
     final = {"best_step": run.state["best_step"], f"best/{args.select_metric}": run.state["best_score"]}
-    validation = evaluate(run, best, data.validation, data.validation_tasks)
-    final.update(summarize(validation, "validation"))
-    test_results = []
-    if data.test is not None and data.test_tasks:
-        test_results = evaluate(run, best, data.test, data.test_tasks)
-        final.update(summarize(test_results, "test"))
+    results = {"validation": evaluate(run, best, data.validation, data.final_validation_tasks)}
+    for name, (store, tasks) in data.tests.items():
+        if tasks:
+            results[name] = evaluate(run, best, store, tasks)
+    for name, partition in results.items():
+        final.update(summarize(partition, name))
     if accelerator.is_main_process:
-        _write_outputs(run, final, validation, test_results, best.config)
+        _write_outputs(run, final, results, best.config)
     accelerator.wait_for_everyone()
     return final
 
 
-def _write_outputs(run: Run, final: dict, validation: list, test_results: list, config) -> None:
+def _write_outputs(run: Run, final: dict, results: dict[str, list], config) -> None:
     """test_results.json, the model cards of best/ and last/, training_curves.png, the summary; the Hub push."""
     from dataclasses import asdict
 
@@ -291,7 +292,7 @@ def _write_outputs(run: Run, final: dict, validation: list, test_results: list, 
 
     args, output_dir = run.args, run.output_dir
     atomic_write_text(output_dir / "test_results.json", json.dumps({
-        "summary": final, "validation": [asdict(r) for r in validation], "test": [asdict(r) for r in test_results],
+        "summary": final, **{name: [asdict(r) for r in partition] for name, partition in results.items()},
     }, indent=1, default=float))
     for folder in (output_dir / "best", output_dir / "last"):
         write_model_card(folder, config=config, metrics=final, training_args=args.to_dict(), dataset=args.dataset)
@@ -305,14 +306,14 @@ def _write_outputs(run: Run, final: dict, validation: list, test_results: list, 
 
 
 def _summary_text(final: dict) -> str:
+    from dsaml.evaluation import format_summary
+
     lines = [f"best step {final['best_step']} (selected on validation annotators)"]
-    for split in ("validation", "test"):
-        if f"{split}/before/ccc" not in final:
-            continue
-        lines.append(f"{split} ({final[f'{split}/annotators']} annotators):")
-        for stage in ("before", "after"):
-            c, p, r = (final[f"{split}/{stage}/{k}"] for k in ("ccc", "pearson", "rmse"))
-            lines.append(f"  {stage:6s} personalization  CCC {c:.3f}  PCC {p:.3f}  RMSE {r:.3f}")
+    splits = sorted({k.split("/")[0] for k in final if k.endswith("/before/ccc")}, key=lambda s: s != "validation")
+    for split in splits:
+        prefix = f"{split}/"
+        lines.append(format_summary({k[len(prefix):]: v for k, v in final.items() if k.startswith(prefix)},
+                                    title=split))
     return "\n".join(lines)
 
 

@@ -51,6 +51,8 @@ class TrainingArguments:
     resume_from_checkpoint: str | None = "auto"  # "auto": the latest in output_dir/checkpoints; a path; None
     evaluate_test: bool = True
     test_max_query_songs: int | None = None
+    # the final report scores every validation and test listener this many times, each with another support song
+    evaluation_support_repeats: int = 4
     report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # Accelerate trackers, when installed
     progress: bool = True
     push_to_hub: bool = False
@@ -71,7 +73,7 @@ class TrainingArguments:
         if self.data_config not in ("pdmer_flat", "dmer"):
             problems.append(f"data_config must be 'pdmer_flat' or 'dmer', got {self.data_config!r}")
         for name in ("support_songs", "query_songs", "tasks_per_step", "max_steps", "validation_every",
-                     "checkpoint_every", "keep_checkpoints"):
+                     "checkpoint_every", "keep_checkpoints", "evaluation_support_repeats"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.base_loss_weight < 0:

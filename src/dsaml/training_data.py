@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from dsaml.references import references_for
 from dsaml.training_args import TrainingArguments
 
 logger = logging.getLogger("dsaml.train")
@@ -52,21 +53,34 @@ class TrainingData:
         self.train = SongStore(train_rows, self.root, config, value_range)
         self.validation = (self.train if self.validation_rows is train_rows
                            else SongStore(self.validation_rows, self.root, config, value_range))
-        self.test = None
-        self.test_tasks = []
-        if args.evaluate_test and "test" in splits:
-            test_rows = splits["test"]
-            self.test = SongStore(test_rows, self.root, config, value_range)
-            if self.per_annotator:
-                test_groups = annotator_songs(test_rows)
-                usable = {a: r for a, r in test_groups.items() if len(r) > args.support_songs}
-                if len(usable) < len(test_groups):
-                    logger.warning("test partition: %d annotator(s) with <= %d songs cannot be personalized and "
-                                   "are not scored", len(test_groups) - len(usable), args.support_songs)
-                self.test_tasks = evaluation_tasks(usable, support_songs=args.support_songs,
-                                                   max_query_songs=args.test_max_query_songs, seed=args.seed)
-            else:
-                self.test_tasks = self._whole_split_tasks(test_rows, args.test_max_query_songs)
+        self.references = references_for(self.root)
+        # the final report: every validation and test listener with `evaluation_support_repeats` support songs
+        self.final_validation_tasks = self._listener_tasks(args, self.validation_tasks, self.validation_rows,
+                                                           args.validation_max_query_songs)
+        self.tests: dict[str, tuple] = {}  # partition -> (SongStore, tasks): `test`, `test_unseen`, ...
+        for name in sorted(n for n in splits if n.startswith("test")) if args.evaluate_test else []:
+            rows = splits[name]
+            tasks = (self._listener_tasks(args, None, rows, args.test_max_query_songs) if self.per_annotator
+                     else self._whole_split_tasks(rows, args.test_max_query_songs))
+            self.tests[name] = (SongStore(rows, self.root, config, value_range), tasks)
+
+    def _listener_tasks(self, args, fallback, rows, max_query_songs):
+        """Repeated-support tasks for every listener of `rows` (`fallback` for averaged labels, or when the
+        validation listeners are held out of the train rows, whose other listeners must not be scored)."""
+        from dsaml.data import annotator_songs
+        from dsaml.tasks import evaluation_tasks
+
+        if not self.per_annotator:
+            return fallback
+        groups = annotator_songs(rows)
+        if fallback is not None:
+            groups = {a: r for a, r in groups.items() if a in {t.annotator for t in fallback}}
+        usable = {a: r for a, r in groups.items() if len(r) > args.support_songs}
+        if len(usable) < len(groups):
+            logger.warning("%d annotator(s) with <= %d songs cannot be personalized and are not scored",
+                           len(groups) - len(usable), args.support_songs)
+        return evaluation_tasks(usable, support_songs=args.support_songs, max_query_songs=max_query_songs,
+                                seed=args.seed, support_repeats=args.evaluation_support_repeats)
 
     @staticmethod
     def _whole_split_tasks(rows, max_songs):
@@ -81,6 +95,6 @@ class TrainingData:
         self.train.preload(rows, progress=progress)
         for task in self.validation_tasks:
             self.validation.songs(task.support + task.query)
-        if self.test is not None:
-            for task in self.test_tasks:
-                self.test.songs(task.support + task.query)
+        for store, tasks in self.tests.values():
+            for task in tasks:
+                store.songs(task.support + task.query)

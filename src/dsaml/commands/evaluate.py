@@ -16,7 +16,6 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from dsaml.evaluation import TaskResult
 
-SCORES = ("rmse", "pearson", "ccc")
 
 
 def write_report(results: Sequence[TaskResult], output: str | os.PathLike, meta: dict | None = None) -> dict[str, Path]:
@@ -37,17 +36,6 @@ def write_report(results: Sequence[TaskResult], output: str | os.PathLike, meta:
                                          "meta": meta or {}}, indent=2, default=str), encoding="utf-8")
     plot_before_after(records, paths["png"])
     return paths
-
-
-def format_summary(summary: dict) -> str:
-    lines = [f"{'score':<10}{'before':>10}{'after':>10}"]
-    for dim in ("", "arousal_", "valence_"):
-        for s in SCORES:
-            key = f"{dim}{s}"
-            lines.append(f"{key:<16}{summary[f'before/{key}']:>10.4f}{summary[f'after/{key}']:>10.4f}")
-    lines.append(f"annotators: {summary['annotators']}; RMSE improved for {summary['annotators_rmse_improved']}, "
-                 f"CCC improved for {summary['annotators_ccc_improved']}")
-    return "\n".join(lines)
 
 
 def score_prediction_files(predictions_dir: str | os.PathLike, annotations: str | os.PathLike) -> list[dict]:
@@ -94,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--partition", default="test", help="pdmer_flat split to evaluate (default: test)")
     parser.add_argument("--output", default="report", help="report folder")
     parser.add_argument("--support_songs", type=int, default=1)
+    parser.add_argument("--support_repeats", type=int, default=4,
+                        help="score each annotator this many times, each with other support songs (default: 4, as "
+                             "the training report)")
+    parser.add_argument("--shrinkage", type=float, default=None,
+                        help="slope shrinkage of the linear-recalibration reference (default: "
+                             "dsaml.recalibration.DEFAULT_SHRINKAGE)")
     parser.add_argument("--max_query_songs", type=int, default=None)
     parser.add_argument("--max_annotators", type=int, default=None, help="evaluate only the first N annotators")
     parser.add_argument("--mode", choices=("full", "lora"), default="full",
@@ -129,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         print("dsaml evaluate: error: give --model (or --predictions with --annotations)", file=sys.stderr)
         return 2
     from dsaml.data import annotator_songs, dataset_metadata, dataset_root, load_pdmer
-    from dsaml.evaluation import evaluate_tasks, inner_loop, summarize
+    from dsaml.evaluation import evaluate_tasks, format_summary, inner_loop, summarize
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
     from dsaml.song_store import SongStore
+    from dsaml.references import references_for
     from dsaml.tasks import evaluation_tasks
 
     model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.model).eval()
@@ -139,16 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = load_pdmer(root, "pdmer_flat", split=args.partition)
     value_range = dataset_metadata(root).get("value_range", (-1.0, 1.0))
     store = SongStore(rows, root, model.config, value_range)
-    tasks = evaluation_tasks(annotator_songs(rows), support_songs=args.support_songs,
-                             max_query_songs=args.max_query_songs, seed=args.seed)
-    tasks = tasks[: args.max_annotators] if args.max_annotators else tasks
+    groups = annotator_songs(rows)
+    if args.max_annotators:
+        groups = {a: groups[a] for a in sorted(groups)[: args.max_annotators]}
+    tasks = evaluation_tasks(groups, support_songs=args.support_songs, max_query_songs=args.max_query_songs,
+                             seed=args.seed, support_repeats=args.support_repeats)
     personalizer = inner_loop(mode=args.mode, steps=args.steps, lr=args.lr, rank=args.rank,
                               full_modules=args.full_modules)
-    results = evaluate_tasks(model, store, tasks, personalizer, progress=True)
+    results = evaluate_tasks(model, store, tasks, personalizer, progress=True, references=references_for(root),
+                             shrinkage=args.shrinkage)
     meta = {"model": args.model, "dataset": args.dataset, "partition": args.partition, "mode": args.mode,
             "rank": args.rank if args.mode == "lora" else None, "support_songs": args.support_songs,
-            "steps": args.steps or model.config.adaptation_steps, "lr": args.lr or model.config.adaptation_lr}
+            "steps": args.steps or model.config.adaptation_steps, "lr": args.lr or model.config.adaptation_lr,
+            "support_repeats": args.support_repeats}
     paths = write_report(results, args.output, meta)
-    print(format_summary(summarize(results)))
+    print(format_summary(summarize(results), title=args.partition))
     print(f"report: {paths['csv']}, {paths['json']}, {paths['png']}")
     return 0
