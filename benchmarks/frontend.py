@@ -18,24 +18,13 @@ from pathlib import Path
 
 import numpy as np
 from common import PeakRSS, parser, setup, timeit, write_result
+from torchaudio_reference import torchaudio_features  # noqa: E402  tests/ is on the path (common)
 
 
 def song(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * rate)) / rate
     return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
-
-
-def torchaudio_features(audio: np.ndarray, rate: int):
-    import torch
-    import torchaudio
-
-    wave = torch.from_numpy(audio)
-    if rate != 44100:
-        wave = torchaudio.functional.resample(wave, rate, 44100)
-    mel = torchaudio.transforms.MelSpectrogram(44100, n_fft=2646, win_length=2646, hop_length=441, n_mels=128)
-    steps = wave.numel() // 22050
-    return torch.log(mel(wave[: steps * 22050].reshape(steps, 22050)) + 1e-6).transpose(1, 2)
 
 
 def write_flac(path: Path, minutes: float, rate: int = 44100) -> None:

@@ -226,9 +226,8 @@ STRATIFIED_PARTITIONS = ("test", "validation", "test_unseen")
 
 def _stratified(spec: SyntheticSpec) -> list[str]:
     """The partition of every stratified listener, in id order: `per_style` of each style per partition."""
-    counts = {"test": spec.test_listeners_per_style, "validation": spec.validation_listeners_per_style,
-              "test_unseen": spec.unseen_listeners_per_style}
-    return [p for p in STRATIFIED_PARTITIONS for _ in range(counts[p] * len(STYLES))]
+    counts = (spec.test_listeners_per_style, spec.validation_listeners_per_style, spec.unseen_listeners_per_style)
+    return [p for p, n in zip(STRATIFIED_PARTITIONS, counts) for _ in range(n * len(STYLES))]
 
 
 def listeners(spec: SyntheticSpec, seed: int) -> list[tuple[Listener, str | None]]:

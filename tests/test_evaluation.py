@@ -153,3 +153,42 @@ def test_round_trip_personalize_predict_evaluate(tiny, trained, tmp_path):
         scores[name] = report["summary"]
     assert scores["personal"]["rmse"] < scores["base"]["rmse"] - 0.01
     assert scores["personal"]["ccc"] > scores["base"]["ccc"]
+
+
+@pytest.mark.slow
+def test_reference_points_and_gap_closed_on_tiny(tiny, trained):
+    """The reference methods beside personalization, recomputed by hand on synthetic:tiny's test listeners:
+    the oracle's and the shift's query RMSE, listeners averaged over their support songs, the gap closed."""
+    from dsaml.datasets_scripts.synthetic import reference_curves, spec_for
+    from dsaml.evaluation import evaluate_tasks, inner_loop, predict_songs, summarize
+    from dsaml.references import references_for
+    from dsaml.song_store import SongStore
+    from dsaml.tasks import evaluation_tasks
+
+    model = DSAMLForDynamicEmotionRecognition.from_pretrained(str(trained)).eval()
+    rows = load_pdmer(tiny, "pdmer_flat", split="test")
+    store = SongStore(rows, tiny, model.config)
+    tasks = evaluation_tasks(annotator_songs(rows), max_query_songs=3, support_repeats=2)
+    assert len(tasks) == 4 and len({t.support for t in tasks}) == 4
+    results = evaluate_tasks(model, store, tasks, inner_loop(), references=references_for(tiny))
+    _, oracle = reference_curves(spec_for("tiny"), 0)
+    window, hop = model.config.window_steps, model.config.inference_hop_steps
+    per_task = []
+    for task, result in zip(tasks, results):
+        query = store.songs(task.query)
+        rmse = lambda p, y: np.mean([np.sqrt(((p[:, d] - y[:, d]) ** 2).mean()) for d in range(2)])  # noqa: E731
+        hand_oracle = np.mean([rmse(oracle[(s.annotator, s.song_id)], s.labels.numpy()) for s in query])
+        assert result.references["oracle"]["rmse"] == pytest.approx(hand_oracle, abs=1e-6)
+        support = store.songs(task.support)[0]
+        offset = (support.labels.numpy() - predict_songs(model, [support], window, hop)[0]).mean(axis=0)
+        base = predict_songs(model, query, window, hop)
+        hand_shift = np.mean([rmse(p + offset, s.labels.numpy()) for p, s in zip(base, query)])
+        assert result.references["shift"]["rmse"] == pytest.approx(hand_shift, abs=1e-5)
+        per_task.append((task.annotator, result.before["rmse"], result.after["rmse"], hand_oracle))
+    summary = summarize(results)
+    assert summary["annotators"] == 2 and summary["tasks"] == 4
+    listeners = {a: np.mean([t[1:] for t in per_task if t[0] == a], axis=0) for a in {t[0] for t in per_task}}
+    before, after, orc = np.mean(list(listeners.values()), axis=0)
+    assert summary["before/rmse"] == pytest.approx(before) and summary["oracle/rmse"] == pytest.approx(orc)
+    assert summary["gap_closed/after/overall"] == pytest.approx((before - after) / (before - orc))
+    assert summary["annotators_rmse_worse"] == sum(v[1] > v[0] + 0.01 for v in listeners.values())

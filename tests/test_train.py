@@ -206,3 +206,40 @@ def test_meta_training_makes_one_song_personalization_lower_the_query_rmse(cache
     assert final["test/annotators"] == 2  # held-out listeners, never meta-trained on
     assert final["test/after/rmse"] < final["test/before/rmse"] - 0.05
     assert final["test/after/ccc"] > final["test/before/ccc"]
+
+
+def test_stages_chain_output_folders_and_initialization():
+    args = load_arguments("synthetic_tiny", {"output_dir": "runs/x", "push_to_hub": True, "hub_model_id": "a/b",
+                                             "stages": [{"name": "pretrain", "data_config": "dmer", "algorithm": "plain",
+                                                         "max_steps": 3, "model": {"adaptation_steps": 1}},
+                                                        {"name": "meta"}]})
+    (first_name, first), (second_name, second) = args.stage_arguments()
+    assert (first_name, second_name) == ("pretrain", "meta")
+    assert first.output_dir == str(Path("runs/x/stages/pretrain")) and second.output_dir == "runs/x"
+    assert first.init_from is None and second.init_from == str(Path("runs/x/stages/pretrain/best"))
+    assert (first.algorithm, first.max_steps, first.data_config) == ("plain", 3, "dmer")
+    assert (second.algorithm, second.max_steps) == ("fomaml", 4)  # the run's own values
+    assert first.model["adaptation_steps"] == 1 and first.model["hidden_size"] == 32  # merged
+    assert not first.push_to_hub and second.push_to_hub  # only the finished model is published
+    assert [n for n, _ in load_arguments("synthetic_tiny").stage_arguments()] == ["main"]
+    with pytest.raises(ValueError, match="cannot set stages, output_dir or init_from"):
+        load_arguments("synthetic_tiny", {"stages": [{"name": "a", "output_dir": "elsewhere"}]})
+    with pytest.raises(ValueError, match="stage names must be unique"):
+        load_arguments("synthetic_tiny", {"stages": [{"name": "a"}, {"name": "a"}]})
+    with pytest.raises(ValueError, match="unknown training argument"):
+        load_arguments("synthetic_tiny", {"stages": [{"name": "a", "steps": 3}]}).stage_arguments()
+
+
+def test_run_stages_resumes_after_the_last_finished_stage(tmp_path, monkeypatch):
+    import dsaml.train
+    from dsaml.stages import DONE, run_stages
+
+    calls = []
+    monkeypatch.setattr(dsaml.train, "train", lambda a: calls.append(a.output_dir) or {"stage": a.output_dir})
+    stages = [{"name": "one"}, {"name": "two"}, {"name": "three"}]
+    args = load_arguments("synthetic_tiny", {"output_dir": str(tmp_path), "stages": stages})
+    (tmp_path / "stages" / "one").mkdir(parents=True)
+    (tmp_path / "stages" / "one" / DONE).write_text("{}")  # finished: its best/ is the next stage's start
+    final = run_stages(args)
+    assert calls == [str(tmp_path / "stages" / "two"), str(tmp_path)]
+    assert final == {"stage": str(tmp_path)}
