@@ -30,8 +30,11 @@ def main() -> None:
     p.add_argument("--model", help="a trained model folder (save_pretrained), e.g. outputs/synthetic_small/best")
     p.add_argument("--dataset", default="synthetic:small", help="dataset folder, Hub repo or synthetic:<size>")
     p.add_argument("--partition", default="test")
-    p.add_argument("--max-query-songs", type=int, default=4,
-                   help="query songs per annotator (default 4, as synthetic_small.yaml's test evaluation; 0 = all)")
+    p.add_argument("--max-query-songs", type=int, default=0,
+                   help="query songs per annotator (default 0 = all of the annotator's other songs, as the training "
+                        "report)")
+    p.add_argument("--support-repeats", type=int, default=4,
+                   help="support songs per annotator, one task each (default 4, as the training report)")
     p.add_argument("--max-annotators", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--untrained", action="store_true", help="random small model (smoke test only)")
@@ -62,6 +65,7 @@ def evaluate(args):
     from dsaml.data import annotator_songs, dataset_metadata, dataset_root, load_pdmer
     from dsaml.evaluation import evaluate_tasks, inner_loop
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+    from dsaml.references import references_for
     from dsaml.song_store import SongStore
     from dsaml.tasks import evaluation_tasks
 
@@ -73,10 +77,12 @@ def evaluate(args):
     root = dataset_root(args.dataset)
     rows = load_pdmer(root, "pdmer_flat", split=args.partition)
     store = SongStore(rows, root, model.config, dataset_metadata(root).get("value_range", (-1.0, 1.0)))
-    tasks = evaluation_tasks(annotator_songs(rows), support_songs=1, max_query_songs=args.max_query_songs or None,
-                             seed=args.seed)
-    tasks = tasks[: args.max_annotators] if args.max_annotators else tasks
-    return model, evaluate_tasks(model, store, tasks, inner_loop())
+    groups = annotator_songs(rows)
+    if args.max_annotators:
+        groups = {a: groups[a] for a in sorted(groups)[: args.max_annotators]}
+    tasks = evaluation_tasks(groups, support_songs=1, max_query_songs=args.max_query_songs or None, seed=args.seed,
+                             support_repeats=args.support_repeats)
+    return model, evaluate_tasks(model, store, tasks, inner_loop(), references=references_for(root))
 
 
 def summarize_figures(args, model, results) -> dict:
@@ -84,8 +90,8 @@ def summarize_figures(args, model, results) -> dict:
     from dsaml.evaluation import summarize
 
     records = [r.flat() for r in results]
-    per_annotator = [
-        {"annotator": r["annotator"], "num_query_songs": r["num_query_songs"],
+    per_task = [
+        {"annotator": r["annotator"], "support_songs": r["support_songs"], "num_query_songs": r["num_query_songs"],
          **{f"{stage}/{s}": r[f"{stage}/{s}"] for stage in ("before", "after") for s in SCORES}}
         for r in records
     ]
@@ -98,12 +104,13 @@ def summarize_figures(args, model, results) -> dict:
     summary = summarize(results)
     return {
         "model": args.model or "untrained small model (smoke test)", "dataset": args.dataset,
-        "partition": args.partition, "annotators": len(records),
+        "partition": args.partition, "annotators": summary["annotators"], "tasks": len(records),
+        "support_repeats": args.support_repeats, "summary": summary,
         "adaptation_steps": model.config.adaptation_steps, "adaptation_lr": model.config.adaptation_lr,
         "max_query_songs": args.max_query_songs, "scores": spread,
         "annotators_ccc_improved": summary["annotators_ccc_improved"],
         "annotators_rmse_improved": summary["annotators_rmse_improved"],
-        "per_annotator": per_annotator,
+        "per_task": per_task,
     }
 
 

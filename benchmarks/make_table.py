@@ -142,19 +142,25 @@ def personalization_section(doc: dict) -> list[str]:
 
 def accuracy_section(doc: dict) -> list[str]:
     f = doc["figures"]
+    summary = f["summary"]
     out = ["## Accuracy on synthetic PDMER (`accuracy.py`)", "",
            f"Model `{f['model']}`, `{f['dataset']}` {f['partition']} partition (held-out listeners): "
-           f"{f['annotators']} annotators, 1 support song each, {f['adaptation_steps']} inner steps at lr "
-           f"{f['adaptation_lr']}. Mean ± standard deviation over annotators [min, max].", ""]
+           f"{f['annotators']} listeners x {f['support_repeats']} support songs ({f['tasks']} tasks), every other "
+           f"song of the listener as query, {f['adaptation_steps']} inner steps at lr {f['adaptation_lr']}. "
+           "A listener's score is the mean over their support songs; the table gives the mean over listeners "
+           "and the share of the gap to the listener oracle each method closes.", ""]
     rows = []
-    for s in ("ccc", "pearson", "rmse"):
-        b, a = f["scores"][f"before/{s}"], f["scores"][f"after/{s}"]
-        rows.append([s.upper() if s != "pearson" else "PCC",
-                     f"{b['mean']:.3f} ± {b['std']:.3f} [{b['min']:.2f}, {b['max']:.2f}]",
-                     f"{a['mean']:.3f} ± {a['std']:.3f} [{a['min']:.2f}, {a['max']:.2f}]"])
-    out += table(["score", "unpersonalized", "1-shot personalized"], rows)
-    out += ["", f"Annotators improved: CCC {f['annotators_ccc_improved']}/{f['annotators']}, "
-                f"RMSE {f['annotators_rmse_improved']}/{f['annotators']}."]
+    for method in ("before", "after", "shift", "linear", "population", "oracle"):
+        if f"{method}/rmse" not in summary:
+            continue
+        gap = " / ".join(f"{summary[f'gap_closed/{method}/{d}']:+.0%}" for d in ("arousal", "valence", "overall")
+                         if f"gap_closed/{method}/{d}" in summary)
+        rows.append([method] + [f"{summary[f'{method}/{k}']:.3f}" for k in
+                                ("rmse", "arousal_rmse", "valence_rmse", "pearson", "ccc")] + [gap or "-"])
+    out += table(["method", "RMSE", "arousal RMSE", "valence RMSE", "PCC", "CCC", "gap closed A / V / all"], rows)
+    out += ["", f"Listeners improved by personalization: CCC {f['annotators_ccc_improved']}/{f['annotators']}, "
+                f"RMSE {f['annotators_rmse_improved']}/{f['annotators']}; RMSE worse by more than 0.01: "
+                f"{summary['annotators_rmse_worse']}/{f['annotators']}."]
     return out + ["", source(doc), ""]
 
 
@@ -201,10 +207,13 @@ def readme_summary(results: Path) -> list[str]:
     accuracy = load(results, "accuracy")
     if accuracy:
         f = accuracy["figures"]
-        sc = f["scores"]
-        rows.append([f"accuracy, `{f['dataset']}` held-out listeners ({f['annotators']})",
-                     f"CCC {sc['before/ccc']['mean']:.3f} -> {sc['after/ccc']['mean']:.3f}, RMSE "
-                     f"{sc['before/rmse']['mean']:.3f} -> {sc['after/rmse']['mean']:.3f} after 1-shot personalization"])
+        sm = f["summary"]
+        gap = sm.get("gap_closed/after/overall")
+        rows.append([f"accuracy, `{f['dataset']}` {f['partition']} listeners ({f['annotators']} x "
+                     f"{f['support_repeats']} support songs)",
+                     f"CCC {sm['before/ccc']:.3f} -> {sm['after/ccc']:.3f}, RMSE {sm['before/rmse']:.3f} -> "
+                     f"{sm['after/rmse']:.3f} after 1-shot personalization"
+                     + (f" ({gap:+.0%} of the gap to the listener oracle)" if gap is not None else "")])
     loading = load(results, "dataset_loading")
     if loading:
         f = loading["figures"]

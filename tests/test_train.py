@@ -77,7 +77,11 @@ def test_run_writes_models_metrics_results_and_plot(run):
     assert all(torch.isfinite(torch.tensor(r["train/query_loss"])) for r in records)
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step_000002", "step_000004"]
     results = json.loads((out / "test_results.json").read_text())
-    assert len(results["validation"]) == 1 and len(results["test"]) == final["test/annotators"] >= 1
+    # the final report: each listener over evaluation_support_repeats (4) support songs
+    assert len(results["validation"]) == 4 and {r["annotator"] for r in results["validation"]} == {"L002"}
+    assert len(results["test"]) == final["test/tasks"] == 4 * final["test/annotators"] and final["test/annotators"] >= 1
+    assert len({(r["annotator"], *r["support_songs"]) for r in results["test"]}) == final["test/tasks"]
+    assert "test/gap_closed/after/overall" in final and "test/linear/rmse" in final
     for record in results["test"]:
         assert set(record["before"]) >= {"rmse", "pearson", "ccc", "arousal_ccc", "valence_rmse"}
         assert record["after"]["rmse"] != record["before"]["rmse"]  # the personalized model predicts differently
