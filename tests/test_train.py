@@ -247,3 +247,17 @@ def test_run_stages_resumes_after_the_last_finished_stage(tmp_path, monkeypatch)
     final = run_stages(args)
     assert calls == [str(tmp_path / "stages" / "two"), str(tmp_path)]
     assert final == {"stage": str(tmp_path)}
+
+
+def test_summary_text_lists_each_reported_partition_once():
+    """`best/<select_metric>` is not a partition (a dmer run selects on validation/before/ccc)."""
+    from dsaml.train import _summary_text
+
+    scores = {f"{m}/{k}": 0.5 for m in ("before", "after") for k in
+              ("rmse", "arousal_rmse", "valence_rmse", "pearson", "ccc")}
+    final = {"best_step": 3, "best/validation/before/ccc": 0.5, "validation/annotators": 1,
+             **{f"validation/{k}": v for k, v in scores.items()}, "test/annotators": 2,
+             **{f"test/{k}": v for k, v in scores.items()}}
+    text = _summary_text(final)
+    assert text.index("validation (1 annotators):") < text.index("test (2 annotators):")
+    assert "best (" not in text and text.count("before personalization") == 2

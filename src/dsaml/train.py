@@ -309,7 +309,9 @@ def _summary_text(final: dict) -> str:
     from dsaml.evaluation import format_summary
 
     lines = [f"best step {final['best_step']} (selected on validation annotators)"]
-    splits = sorted({k.split("/")[0] for k in final if k.endswith("/before/ccc")}, key=lambda s: s != "validation")
+    # every partition `summarize` reported (its own `<split>/annotators`), validation first
+    splits = sorted((k.split("/")[0] for k in final if k.count("/") == 1 and k.endswith("/annotators")),
+                    key=lambda s: (s != "validation", s))
     for split in splits:
         prefix = f"{split}/"
         lines.append(format_summary({k[len(prefix):]: v for k, v in final.items() if k.startswith(prefix)},
