@@ -50,10 +50,9 @@ def main() -> None:
         args.max_query_songs = 2
     model, results = evaluate(args)
     figures = summarize_figures(args, model, results)
-    for s in SCORES:
-        b, a = figures["scores"][f"before/{s}"], figures["scores"][f"after/{s}"]
-        print(f"{s:8s} before {b['mean']:.3f} ± {b['std']:.3f}   after {a['mean']:.3f} ± {a['std']:.3f}")
-    print(f"annotators improved (CCC): {figures['annotators_ccc_improved']}/{len(results)}")
+    from dsaml.evaluation import format_summary
+
+    print(format_summary(figures["summary"], title=args.partition))
     common.write_result("accuracy" if not args.untrained else "accuracy_untrained_smoke", figures, args=args,
                         path=args.output)
 
