@@ -65,3 +65,18 @@ def test_evaluation_tasks_cover_every_annotator_once():
     assert [t.annotator for t in tasks] == sorted(GROUPS)
     assert all(len(t.query) == 5 for t in tasks)
     assert tasks == evaluation_tasks(GROUPS, support_songs=1, max_query_songs=5, seed=0)
+
+
+def test_repeated_support_songs_start_with_the_single_support_task():
+    groups = {"a": list(range(10)), "b": list(range(10, 14))}
+    single = evaluation_tasks(groups, max_query_songs=5, seed=3)
+    repeated = evaluation_tasks(groups, max_query_songs=5, seed=3, support_repeats=4)
+    by = lambda tasks, name: [t for t in tasks if t.annotator == name]  # noqa: E731
+    for name in groups:
+        first = by(repeated, name)[0]
+        assert (first.support, first.query, first.seed) == (by(single, name)[0].support, by(single, name)[0].query,
+                                                            by(single, name)[0].seed)
+    assert len(by(repeated, "a")) == 4 and len(by(repeated, "b")) == 3  # b: 4 songs, at most 3 supports
+    for task in repeated:
+        assert not set(task.support) & set(task.query) and len(task.query) == min(5, len(groups[task.annotator]) - 1)
+    assert len({(t.annotator, t.support) for t in repeated}) == 7 and len({t.seed for t in repeated}) == 7

@@ -188,8 +188,6 @@ def evaluation_tasks(groups: Mapping[str, Sequence[int]], *, support_songs: int 
         for repeat in range(min(support_repeats, (len(rows) - 1) // support_songs)):
             support = order[repeat * support_songs:(repeat + 1) * support_songs]
             query = [r for r in order if r not in support][:max_query_songs]
-            if repeat == 0:  # the single-support task, exactly as without repeats
-                query = order[support_songs:][:max_query_songs]
-            salt = ("eval", name) if repeat == 0 else ("eval", name, repeat)
+            salt = ("eval", name) if repeat == 0 else ("eval", name, repeat)  # repeat 0: the seed without repeats
             tasks.append(Task(name, tuple(support), tuple(query), _seed(seed, *salt), len(tasks)))
     return tasks

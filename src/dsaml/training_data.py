@@ -54,27 +54,30 @@ class TrainingData:
         self.validation = (self.train if self.validation_rows is train_rows
                            else SongStore(self.validation_rows, self.root, config, value_range))
         self.references = references_for(self.root)
-        # the final report: every validation and test listener with `evaluation_support_repeats` support songs
-        self.final_validation_tasks = self._listener_tasks(args, self.validation_tasks, self.validation_rows,
-                                                           args.validation_max_query_songs)
+        # the final report: every validation and test listener with `evaluation_support_repeats` support songs;
+        # validation listeners of whom only some songs are held out (`validation_songs`) keep their own tasks
+        self.final_validation_tasks = self.validation_tasks
+        if self.per_annotator and not (self.validation_rows is train_rows and args.validation_songs):
+            self.final_validation_tasks = self._listener_tasks(args, self.validation_rows,
+                                                               args.validation_max_query_songs,
+                                                               only={t.annotator for t in self.validation_tasks})
         self.tests: dict[str, tuple] = {}  # partition -> (SongStore, tasks): `test`, `test_unseen`, ...
         for name in sorted(n for n in splits if n.startswith("test")) if args.evaluate_test else []:
             rows = splits[name]
-            tasks = (self._listener_tasks(args, None, rows, args.test_max_query_songs) if self.per_annotator
+            tasks = (self._listener_tasks(args, rows, args.test_max_query_songs) if self.per_annotator
                      else self._whole_split_tasks(rows, args.test_max_query_songs))
             self.tests[name] = (SongStore(rows, self.root, config, value_range), tasks)
 
-    def _listener_tasks(self, args, fallback, rows, max_query_songs):
-        """Repeated-support tasks for every listener of `rows` (`fallback` for averaged labels, or when the
-        validation listeners are held out of the train rows, whose other listeners must not be scored)."""
+    @staticmethod
+    def _listener_tasks(args, rows, max_query_songs, only=None):
+        """Repeated-support tasks for every listener of `rows` (of `only`, when given: the validation listeners
+        held out of the train rows, whose other listeners must not be scored)."""
         from dsaml.data import annotator_songs
         from dsaml.tasks import evaluation_tasks
 
-        if not self.per_annotator:
-            return fallback
         groups = annotator_songs(rows)
-        if fallback is not None:
-            groups = {a: r for a, r in groups.items() if a in {t.annotator for t in fallback}}
+        if only is not None:
+            groups = {a: r for a, r in groups.items() if a in only}
         usable = {a: r for a, r in groups.items() if len(r) > args.support_songs}
         if len(usable) < len(groups):
             logger.warning("%d annotator(s) with <= %d songs cannot be personalized and are not scored",
