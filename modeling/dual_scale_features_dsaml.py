@@ -23,13 +23,26 @@ def _mask_steps(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return x * mask.view(*mask.shape, *([1] * (x.ndim - 2))).to(x.dtype)
 
 
+class FixedStatisticsBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d that always normalizes with its stored statistics: never the batch's, never updating them.
+
+    The reference code's BatchNorm normalizes each training batch with its own statistics. Under meta-learning a
+    batch is one listener's task, mostly one song: its statistics remove the song's level (how loud, how bright
+    it is, which arousal depends on), they differ from the running statistics used at prediction, and every
+    inner-loop forward moved the running statistics in place, so they depended on the number of processes and
+    on personalization. Here the statistics are set ONCE, from training audio before the first step
+    (`LocalSpectrogramCNN.calibrate`), and then stay fixed: the layer is a per-channel affine map that training,
+    personalization and prediction all use alike. Same parameters and state-dict keys as `nn.BatchNorm2d`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+
+
 class LocalSpectrogramCNN(nn.Module):
     """The official local-scale CNN: each 0.5 s log-mel patch -> `local_feature_size` (476) values.
 
-    BatchNorm2d as in the reference code. Its running statistics are buffers, which the functional inner loop
-    does not swap: `dsaml.meta.average_buffers` keeps processes in step. A stateless replacement was measured
-    (GroupNorm over each patch) and made one-song personalization worse on the synthetic sets (see the README's
-    method section), so the decision is open.
+    Its normalizations keep fixed statistics (`FixedStatisticsBatchNorm2d`, set by `calibrate`); a stateless
+    GroupNorm over each patch was also measured and made one-song personalization worse (README, method section).
     """
 
     def __init__(self, config: DSAMLConfig):
@@ -37,13 +50,13 @@ class LocalSpectrogramCNN(nn.Module):
         c1, c2 = config.local_cnn_channels
         self.block1 = nn.Sequential(
             nn.Conv2d(1, c1, kernel_size=(3, 1), padding=(2, 1)),
-            nn.BatchNorm2d(c1),
+            FixedStatisticsBatchNorm2d(c1),
             nn.ReLU(),
             nn.MaxPool2d(2, padding=1),
         )
         self.block2 = nn.Sequential(
             nn.Conv2d(c1, c2, kernel_size=3, padding=1),
-            nn.BatchNorm2d(c2),
+            FixedStatisticsBatchNorm2d(c2),
             nn.ReLU(),
             nn.MaxPool2d(2, padding=1),
         )
@@ -53,6 +66,19 @@ class LocalSpectrogramCNN(nn.Module):
         """`[N, frames, mels]` -> `[N, local_feature_size]`."""
         x = self.block2(self.block1(patches.unsqueeze(1)))
         return self.to_single_channel(x).flatten(1)
+
+    @torch.no_grad()
+    def calibrate(self, patches: torch.Tensor) -> None:
+        """Set each normalization's statistics to the per-channel mean and variance of its input over `patches`
+        `[N, frames, mels]`, block by block (the second block sees the first one normalized)."""
+        x = patches.unsqueeze(1).to(self.block1[0].weight.dtype)
+        for block in (self.block1, self.block2):
+            h = block[0](x)
+            norm = block[1]
+            norm.running_mean.copy_(h.mean(dim=(0, 2, 3)))
+            norm.running_var.copy_(h.var(dim=(0, 2, 3), unbiased=False))
+            norm.num_batches_tracked.fill_(1)
+            x = block(x)
 
 
 class TemporalContextCNN(nn.Module):

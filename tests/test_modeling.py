@@ -330,3 +330,39 @@ def test_harmonic_features_enter_the_model_and_are_checked():
         model(feats)
     with pytest.raises(ValueError, match=r"harmonic_features must be \[batch, steps, 36\]"):
         model(feats, harmonic_features=torch.rand(1, 7, 36))
+
+
+def test_local_cnn_normalization_is_calibrated_once_and_never_moves(config):
+    """The local CNN's normalization uses fixed statistics (modeling's `FixedStatisticsBatchNorm2d`): `calibrate`
+    sets them from a sample, after which train-mode forwards, a meta-gradient and a personalization leave
+    every buffer as it was, and train and eval mode give the same local features."""
+    from dsaml.adaptation import adapt
+    from dsaml.meta import task_gradient
+    from dsaml.batches import TaskBatch
+
+    torch.manual_seed(0)
+    model = DSAMLForDynamicEmotionRecognition(config)
+    cnn = model.dsaml.features.local_cnn
+    patches = features(4, 16, config).flatten(0, 1) * 2.0 + 1.0
+    cnn.calibrate(patches)
+    block1, norm1 = cnn.block1, cnn.block1[1]
+    normalized = norm1(block1[0](patches.unsqueeze(1)))  # weight 1, bias 0 at initialization
+    assert normalized.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert (normalized.var(dim=(0, 2, 3), unbiased=False) - 1).abs().max() < 1e-2  # var / (var + eps)
+    x = block1(patches.unsqueeze(1))
+    normalized2 = cnn.block2[1](cnn.block2[0](x))
+    assert normalized2.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    model.train()
+    train_out = cnn(patches[:8])
+    def batch(seed):
+        return {"input_features": features(1, 10, config, seed), "labels": torch.rand(1, 10, 2) * 2 - 1}
+    task = TaskBatch(support=batch(1), query=batch(2))
+    task_gradient(model, task, algorithm="fomaml", steps=2, lr=0.01, adapted=[])
+    adapt(model, batch(3), steps=2, lr=0.01)
+    model(**batch(4))
+    for name, value in model.named_buffers():
+        assert torch.equal(value, buffers[name]), name
+    model.eval()
+    assert torch.allclose(cnn(patches[:8]), train_out, atol=1e-6)

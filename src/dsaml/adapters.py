@@ -34,8 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ADAPTER_INFO = "dsaml_adapter.json"
 PERSONALIZATION_INFO = "dsaml_personalization.json"
-# Non-Linear modules a LoRA adapter stores whole by default: the local CNN (its convolutions and BatchNorm, whose
-# running statistics the train-mode inner loop moves):
+# Non-Linear modules a LoRA adapter stores whole by default: the local CNN (its convolutions and normalizations,
+# which a full-weight inner loop adapts):
 # ~1.3k parameters (+7 KB) that lift the share of the full-mode gain a rank-4 adapter keeps on synthetic:small.
 DEFAULT_FULL_MODULES = ("dsaml.features.local_cnn.*",)
 # the prefix of every module in the state dict of a PEFT model (`PeftModel.base_model.model`)

@@ -124,13 +124,3 @@ def apply_meta_gradient(model: nn.Module, grads: Mapping[str, torch.Tensor], acc
         p = params[name]
         p.grad = flat[offset : offset + p.numel()].view_as(p).to(p.dtype).clone()
         offset += p.numel()
-
-
-def average_buffers(model: nn.Module, accelerator) -> None:
-    """Average floating-point buffers (BatchNorm running statistics) across processes, so every process keeps
-    the same model; the statistics depend on which tasks a process saw, the parameters do not."""
-    if accelerator is None or accelerator.num_processes == 1:
-        return
-    for buffer in model.buffers():
-        if buffer.is_floating_point():
-            buffer.copy_(accelerator.reduce(buffer.detach().clone(), reduction="mean"))

@@ -28,6 +28,7 @@ import torch
 import yaml
 
 from dsaml.files import atomic_write_text
+from dsaml.interrupts import StepBoundaryInterrupt
 from dsaml.training_args import TrainingArguments
 
 logger = logging.getLogger("dsaml.train")
@@ -46,24 +47,33 @@ def build_model(args: TrainingArguments):
 
 
 class MetricsLog:
-    """metrics.jsonl (main process), resumable: lines after the resumed step are dropped."""
+    """metrics.jsonl (main process), resumable: lines after the resumed step are dropped, and so is a torn last
+    line (a run killed while appending), which is the only line that can be incomplete."""
 
     def __init__(self, path: Path, resume_step: int, enabled: bool) -> None:
         self.path, self.enabled = path, enabled
         if enabled and path.is_file():
-            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= resume_step]
-            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            kept = [r for r in self.read() if r.get("step", 0) <= resume_step]
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def write(self, step: int, values: dict) -> None:
         if self.enabled:
             with self.path.open("a", encoding="utf-8") as f:
-                f.write(json.dumps({"step": step, **values}) + "\n")
+                f.write(json.dumps({"step": step, **values}) + "\n")  # one write of one whole line
 
     def read(self) -> list[dict]:
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = [line for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        records = []
+        for i, line in enumerate(lines):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i < len(lines) - 1:
+                    raise ValueError(f"{self.path}: line {i + 1} is not JSON (only a torn last line is tolerated)")
+                logger.warning("%s: dropping a torn last line", self.path)
+        return records
 
 
 def _trackers(args: TrainingArguments) -> list[str]:
@@ -127,6 +137,9 @@ def setup(args: TrainingArguments) -> Run:
     model = build_model(args).to(accelerator.device)
     data = TrainingData(args, model.config, accelerator)
     data.preload(progress)
+    local_cnn = getattr(model.dsaml.features, "local_cnn", None)
+    if local_cnn is not None and not args.init_from:  # a fresh model: fixed normalization statistics, once
+        local_cnn.calibrate(data.calibration_patches().to(accelerator.device))
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=args.learning_rate,
                                  weight_decay=args.weight_decay)
     optimizer = accelerator.prepare(optimizer)
@@ -149,7 +162,7 @@ def setup(args: TrainingArguments) -> Run:
 def training_step(run: Run) -> dict:
     """One outer step: this process's share of the meta-batch, one all-reduced meta-gradient, one Adam step."""
     from dsaml.batches import task_batch
-    from dsaml.meta import apply_meta_gradient, average_buffers, meta_gradient, trainable_parameters
+    from dsaml.meta import apply_meta_gradient, meta_gradient, trainable_parameters
     from dsaml.tasks import shard
 
     args, accelerator, model = run.args, run.accelerator, run.model
@@ -164,7 +177,6 @@ def training_step(run: Run) -> dict:
     grad_norm = torch.nn.utils.clip_grad_norm_(list(trainable_parameters(model).values()), max_norm)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
-    average_buffers(model, accelerator)
     loss = accelerator.reduce(torch.tensor(stats["query_loss"], device=accelerator.device), "mean")
     run.state["step"] += 1
     return {"train/query_loss": float(loss), "train/grad_norm": float(grad_norm),
@@ -222,30 +234,39 @@ def train(args: TrainingArguments) -> dict:
                dynamic_ncols=True)
     run.model.train()
     try:
-        while run.state["step"] < args.max_steps:
-            metrics = training_step(run)
-            step = run.state["step"]
-            if step % args.validation_every == 0 or step == args.max_steps:
-                metrics.update(validate_and_select(run))
-                if run.accelerator.is_main_process:
-                    bar.write(_validation_line(step, metrics))
-            run.log.write(step, metrics)
-            if run.trackers:
-                run.accelerator.log(metrics, step=step)
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['train/query_loss']:.3f}")
-            if step % args.checkpoint_every == 0 or step == args.max_steps:
-                checkpoint(run)
-    except KeyboardInterrupt:
-        if run.accelerator.num_processes == 1 and run.state["step"] > 0:
-            path = checkpoint(run)
-            print(f"\ninterrupted: saved {path}; rerun the same command to resume", file=sys.stderr)
-        raise
+        with StepBoundaryInterrupt() as interrupt:
+            while run.state["step"] < args.max_steps:
+                saved = run_one_step(run, bar)
+                if interrupt.agreed(run.accelerator):
+                    path = saved or checkpoint(run)
+                    if run.accelerator.is_main_process:
+                        print(f"\ninterrupted after step {run.state['step']}: saved {path}; rerun the same command "
+                              "to resume", file=sys.stderr)
+                    raise KeyboardInterrupt
     finally:
         bar.close()
     final = finish(run)
     run.accelerator.end_training()
     return final
+
+
+def run_one_step(run: Run, bar) -> Path | None:
+    """A training step, its validation and log lines, and its checkpoint when one is due (returned)."""
+    args = run.args
+    metrics = training_step(run)
+    step = run.state["step"]
+    if step % args.validation_every == 0 or step == args.max_steps:
+        metrics.update(validate_and_select(run))
+        if run.accelerator.is_main_process:
+            bar.write(_validation_line(step, metrics))
+    run.log.write(step, metrics)
+    if run.trackers:
+        run.accelerator.log(metrics, step=step)
+    bar.update(1)
+    bar.set_postfix(loss=f"{metrics['train/query_loss']:.3f}")
+    if step % args.checkpoint_every == 0 or step == args.max_steps:
+        return checkpoint(run)
+    return None
 
 
 def _validation_line(step: int, metrics: dict) -> str:

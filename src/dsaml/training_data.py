@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
 from dsaml.references import references_for
 from dsaml.training_args import TrainingArguments
 
@@ -91,6 +93,16 @@ class TrainingData:
 
         indices = tuple(range(len(rows)))[:max_songs]
         return [Task("average", (), indices, 0, 0)] if indices else []
+
+    def calibration_patches(self, max_songs: int = 32) -> torch.Tensor:
+        """Every step of up to `max_songs` training songs (evenly spaced in row order, one row per song): the
+        fixed sample the local CNN's normalization statistics are set from before the first step."""
+        first_row: dict[str, int] = {}
+        for i in sorted({i for rows in self.sampler.groups.values() for i in rows}):
+            first_row.setdefault(self.train.rows[i]["song_id"], i)
+        rows = list(first_row.values())
+        chosen = rows[:: max(1, -(-len(rows) // max_songs))][:max_songs]
+        return torch.cat([song.features for song in self.train.songs(chosen)])
 
     def preload(self, progress: bool) -> None:
         """Decode every song now: bad audio or annotations fail before the first step, naming the file."""

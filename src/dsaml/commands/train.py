@@ -71,5 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from dsaml.stages import run_stages
 
-    run_stages(args)
+    try:
+        run_stages(args)
+    except KeyboardInterrupt:  # the loop saved a checkpoint at a step boundary (or was stopped by a 2nd Ctrl-C)
+        print("dsaml train: interrupted", file=sys.stderr)
+        return 130
     return 0
