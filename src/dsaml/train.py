@@ -137,9 +137,6 @@ def setup(args: TrainingArguments) -> Run:
     model = build_model(args).to(accelerator.device)
     data = TrainingData(args, model.config, accelerator)
     data.preload(progress)
-    local_cnn = getattr(model.dsaml.features, "local_cnn", None)
-    if local_cnn is not None and not args.init_from:  # a fresh model: fixed normalization statistics, once
-        local_cnn.calibrate(data.calibration_patches().to(accelerator.device))
     optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=args.learning_rate,
                                  weight_decay=args.weight_decay)
     optimizer = accelerator.prepare(optimizer)
@@ -154,6 +151,8 @@ def setup(args: TrainingArguments) -> Run:
         logger.info("resumed from %s at step %d", resume, state["step"])
         if accelerator.is_main_process:
             print(f"resuming from {resume} (step {state['step']})")
+    elif not args.init_from and (local_cnn := getattr(model.dsaml.features, "local_cnn", None)) is not None:
+        local_cnn.calibrate(data.calibration_patches().to(accelerator.device))  # a fresh model's fixed statistics
     log = MetricsLog(output_dir / "metrics.jsonl", state["step"], accelerator.is_main_process)
     return Run(args, accelerator, model, DSAMLFeatureExtractor.from_model_config(model.config), data, optimizer,
                state, log, trackers, progress)

@@ -94,11 +94,15 @@ class TrainingData:
         indices = tuple(range(len(rows)))[:max_songs]
         return [Task("average", (), indices, 0, 0)] if indices else []
 
+    def training_rows(self) -> list[int]:
+        """The rows of `train` that meta-training tasks draw from (validation listeners held out), in order."""
+        return sorted({i for rows in self.sampler.groups.values() for i in rows})
+
     def calibration_patches(self, max_songs: int = 32) -> torch.Tensor:
         """Every step of up to `max_songs` training songs (evenly spaced in row order, one row per song): the
         fixed sample the local CNN's normalization statistics are set from before the first step."""
         first_row: dict[str, int] = {}
-        for i in sorted({i for rows in self.sampler.groups.values() for i in rows}):
+        for i in self.training_rows():
             first_row.setdefault(self.train.rows[i]["song_id"], i)
         rows = list(first_row.values())
         chosen = rows[:: max(1, -(-len(rows) // max_songs))][:max_songs]
@@ -106,8 +110,7 @@ class TrainingData:
 
     def preload(self, progress: bool) -> None:
         """Decode every song now: bad audio or annotations fail before the first step, naming the file."""
-        rows = sorted({i for rows in self.sampler.groups.values() for i in rows})
-        self.train.preload(rows, progress=progress)
+        self.train.preload(self.training_rows(), progress=progress)
         for task in self.validation_tasks:
             self.validation.songs(task.support + task.query)
         for store, tasks in self.tests.values():
