@@ -25,7 +25,7 @@ Protocol (the DSAML reference code's):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -152,7 +152,7 @@ def _pair(
     song_id: str, annotator: str, arousal, valence, table: WideTable, partition: str, report: DropReport, scope: str,
     info: dict | None = None,
 ) -> Record | None:
-    (where, a), (_, v) = arousal, valence
+    (where, a), (where_v, v) = arousal, valence
     try:
         a, v, trimmed = pair_curves(a, v, where)
     except CurveError as exc:
@@ -163,7 +163,10 @@ def _pair(
     record = Record(song_id, annotator, a, v, table.start_seconds, table.frame_rate, partition, info or {})
     problem = check_record(record, VALUE_RANGE)
     if problem:
-        report.problem(scope, problem, where)
+        # name the file whose curve has the problem (the valence file for a bad valence value)
+        culprits = [w for w, curve in ((where, a), (where_v, v))
+                    if check_record(replace(record, arousal=curve, valence=curve), VALUE_RANGE) == problem]
+        report.problem(scope, problem, "; ".join(culprits) or where)
         return None
     return record
 

@@ -75,10 +75,22 @@ class DatasetFolderWriter:
             # Configs and card of the previous build go; audio/ stays so unchanged files are not copied again.
             previous = json.loads((self.output / REPORT_FILE).read_text(encoding="utf-8"))
             for config in previous.get("configs", {}):
-                shutil.rmtree(self.output / config, ignore_errors=True)
+                folder = self._own_subfolder(config)
+                if folder is not None:
+                    shutil.rmtree(folder, ignore_errors=True)
             for name in _OWNED:
                 (self.output / name).unlink(missing_ok=True)
         self.output.mkdir(parents=True, exist_ok=True)
+
+    def _own_subfolder(self, config: str) -> Path | None:
+        """The config's folder when it is a direct subfolder of the output; the report is only a file in the
+        folder, so a name in it that points anywhere else (`../x`, `/x`, `a/b`, a symlink) deletes nothing."""
+        if not isinstance(config, str) or not config or config in {".", ".."} or "/" in config or "\\" in config:
+            return None
+        folder = self.output / config
+        if folder.is_symlink() or folder.resolve().parent != self.output:
+            return None
+        return folder
 
     # -- audio ---------------------------------------------------------------------------------------------
     def add_audio_files(self, files: dict[str, Path]) -> None:

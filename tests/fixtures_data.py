@@ -88,7 +88,7 @@ def build_deam_source(root: Path, audio_cache: Path) -> dict:
     """A DEAM release in miniature, with one instance of every defect the builder must handle.
 
     averaged: train songs 1001-1020 (60 frames), test songs 2001-2003 (64/70/75 frames, empty trailing
-    cells), and defective songs 1021 (NaN inside), 1022 (value 1.5), 1023 (non-numeric), 1024 (audio 20 s
+    cells), and defective songs 1021 (NaN inside), 1022 (arousal 1.5), 1026 (valence -1.5), 1023 (non-numeric), 1024 (audio 20 s
     for a 45 s annotation), 1025 (no audio file), 2004 (arousal 80 frames, valence 79: trimmed, kept).
     per rater (WorkerId files for 1001-1020 and 2001-2003; 1019-1020 without WorkerId):
       "A1" 18 train songs; "B-2" 17 train songs (hyphen: sanitized split name), of which 1003 is flat;
@@ -110,13 +110,14 @@ def build_deam_source(root: Path, audio_cache: Path) -> dict:
     bad_nan = curve(60, 50)
     bad_nan[10] = None
     a_rows += [("1021", bad_nan), ("1022", curve(59, 51) + [1.5]), ("1023", curve(30, 52) + ["abc"] + curve(29, 53)),
-               ("1024", curve(60, 54)), ("1025", curve(60, 55)), ("2004", curve(80, 56))]
+               ("1024", curve(60, 54)), ("1025", curve(60, 55)), ("2004", curve(80, 56)), ("1026", curve(60, 57))]
     v_rows += [("1021", curve(60, 60)), ("1022", curve(60, 61)), ("1023", curve(60, 62)),
-               ("1024", curve(60, 64)), ("1025", curve(60, 65)), ("2004", curve(79, 66))]
+               ("1024", curve(60, 64)), ("1025", curve(60, 65)), ("2004", curve(79, 66)),
+               ("1026", curve(59, 67) + [-1.5])]
     wide_csv(averaged / "arousal.csv", "song_id", a_rows, spaces=True)
     wide_csv(averaged / "valence.csv", "song_id", v_rows, columns=80)
 
-    for song in train + ["1021", "1022", "1023"]:
+    for song in train + ["1021", "1022", "1023", "1026"]:
         audio_copy(audio / f"{song}.mp3", 45.0, audio_cache)
     for song, n in test_lengths.items():
         audio_copy(audio / f"{song}.mp3", 15.0 + n / 2 + 0.3, audio_cache)

@@ -63,7 +63,7 @@ def test_every_defect_is_reported(deam_built):
     assert dropped["dmer"] == {
         "NaN inside curve": 1,
         "malformed row": 1,
-        "value outside [-1, 1]": 1,
+        "value outside [-1, 1]": 2,
         "audio missing": 1,
         "audio shorter than annotation": 1,
     }
@@ -78,6 +78,10 @@ def test_every_defect_is_reported(deam_built):
                                 "count": 1}]
     examples = report["examples"]
     assert any("song 1021" in e and "arousal.csv, line" in e for e in examples["NaN inside curve"])
+    # a bad value is reported against the file that holds it
+    outside = examples["value outside [-1, 1]"]
+    assert any("song 1022" in e and "arousal.csv" in e and "valence.csv" not in e for e in outside), outside
+    assert any("song 1026" in e and "valence.csv" in e and "arousal.csv" not in e for e in outside), outside
     assert any("song 1024" in e and "audio lasts 20.0 s" in e for e in examples["audio shorter than annotation"])
     assert any("annotator A1" in e for e in examples["duplicate rater"])
     card = (deam_built / "README.md").read_text()

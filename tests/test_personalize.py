@@ -269,10 +269,10 @@ def test_cli_personalize_lora_and_full(tmp_path, base, extractor, songs, capsys)
     assert info["rank"] == 4 and any(n.startswith("dsaml.features.local_cnn") for n in info["stored_whole"])
     assert main(["--model", str(model_dir), "--audio", str(audio), "--annotations", str(csv), "--user", "alice",
                  "--mode", "full", "--output", str(tmp_path / "full")]) == 0
-    assert (tmp_path / "full" / "model.safetensors").is_file()
+    assert (tmp_path / "full" / "alice" / "model.safetensors").is_file()
     short_audio, short_csv = _write_song(tmp_path, "too_short", seconds=4.0, annotated=8.0)
     assert main(["--model", str(model_dir), "--audio", str(short_audio), "--annotations", str(short_csv),
-                 "--user", "alice", "--output", str(tmp_path / "adapters")]) == 1
+                 "--user", "bob", "--output", str(tmp_path / "adapters")]) == 1
     assert "too_short.csv" in capsys.readouterr().err
 
 

@@ -14,6 +14,7 @@ Several users share one base: `load_personalized(model_dir, adapters_dir, user)`
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from dsaml.files import make_readable
+from dsaml.storage import check_target, check_user, folder_lock, write_folder
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +54,7 @@ __all__ = [
     "check_adapter",
     "known_users",
     "load_extractor",
+    "load_model",
     "load_personalized",
     "lora_adapter",
     "push_adapters",
@@ -91,17 +94,19 @@ def base_fingerprint(model: nn.Module) -> str:
 
 
 def save_full(result: Personalization, output_dir: str | os.PathLike, extractor: DSAMLFeatureExtractor | None = None,
-              base: nn.Module | None = None) -> Path:
-    """Save the whole adapted model (+ feature extractor) with `save_pretrained`, plus what was done."""
+              base: nn.Module | None = None, *, overwrite: bool = False) -> Path:
+    """Save the whole adapted model (+ feature extractor) with `save_pretrained`, plus what was done; the
+    folder appears whole or not at all (`dsaml.storage.write_folder`), replacing one only with `overwrite`."""
     out = Path(output_dir)
-    result.model.save_pretrained(out)
-    if extractor is not None:
-        extractor.save_pretrained(out)
-    make_readable(out)
-    info = dict(result.info, mode="full")
-    if base is not None:
-        info["base_fingerprint"] = base_fingerprint(base)
-    (out / PERSONALIZATION_INFO).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+    with write_folder(out, overwrite=overwrite, what=f"personalized model of user {result.user!r}") as tmp:
+        result.model.save_pretrained(tmp)
+        if extractor is not None:
+            extractor.save_pretrained(tmp)
+        make_readable(tmp)
+        info = dict(result.info, mode="full")
+        if base is not None:
+            info["base_fingerprint"] = base_fingerprint(base)
+        (tmp / PERSONALIZATION_INFO).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
     return out
 
 
@@ -202,25 +207,33 @@ def lora_adapter(base: DSAMLForDynamicEmotionRecognition, result: Personalizatio
 
 
 def save_lora(base: DSAMLForDynamicEmotionRecognition, result: Personalization, adapters_dir: str | os.PathLike, *,
-              rank: int = 4, full_modules: Sequence[str] = DEFAULT_FULL_MODULES, base_name_or_path: str | None = None) -> Path:
+              rank: int = 4, full_modules: Sequence[str] = DEFAULT_FULL_MODULES, base_name_or_path: str | None = None,
+              overwrite: bool = False) -> Path:
     """Save `result` as a PEFT LoRA adapter in `<adapters_dir>/<user>/` (adapter_config.json,
-    adapter_model.safetensors, dsaml_adapter.json). Returns the user's adapter folder."""
+    adapter_model.safetensors, dsaml_adapter.json). The folder appears whole or not at all
+    (`dsaml.storage.write_folder`); an existing user is replaced only with `overwrite`. Returns the folder."""
+    folder = Path(adapters_dir) / check_user(result.user)
+    check_target(folder, overwrite=overwrite, what=f"adapter of user {result.user!r}")
     peft_model, report = lora_adapter(base, result, rank=rank, full_modules=full_modules,
                                       base_name_or_path=base_name_or_path)
-    root = Path(adapters_dir)
-    with warnings.catch_warnings():
-        # peft takes the 1-D LoRA bias (lora_bias=True) for an un-gathered ZeRO-3 shard; it is complete
-        warnings.filterwarnings("ignore", message=".*LoRA tensor.*invalid shape.*")
-        peft_model.save_pretrained(root, selected_adapters=[result.user])
-    folder = root / result.user
-    if not (folder / "adapter_config.json").is_file():  # peft writes a named adapter to a subfolder
-        raise AdapterError(f"peft did not write the adapter to {folder}")
-    make_readable(folder)
-    info = dict(result.info, mode="lora", rank=rank, base_fingerprint=base_fingerprint(base),
-                lora_modules=report["modules"], stored_whole=report["stored_whole"],
-                relative_truncation_error=report["relative_truncation_error"],
-                adapted_but_not_stored=report["not_stored"])
-    (folder / ADAPTER_INFO).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
+    with write_folder(folder, overwrite=overwrite, what=f"adapter of user {result.user!r}") as tmp:
+        with warnings.catch_warnings():
+            # peft takes the 1-D LoRA bias (lora_bias=True) for an un-gathered ZeRO-3 shard; it is complete
+            warnings.filterwarnings("ignore", message=".*LoRA tensor.*invalid shape.*")
+            peft_model.save_pretrained(tmp, selected_adapters=[result.user])
+        written = tmp / result.user  # peft writes a named adapter to a subfolder: lift it into place
+        for path in list(written.iterdir()) if written.is_dir() else []:
+            os.replace(path, tmp / path.name)
+        if written.is_dir():
+            written.rmdir()
+        if not (tmp / "adapter_config.json").is_file():
+            raise AdapterError(f"peft did not write the adapter of user {result.user!r} (no adapter_config.json)")
+        make_readable(tmp)
+        info = dict(result.info, mode="lora", rank=rank, base_fingerprint=base_fingerprint(base),
+                    lora_modules=report["modules"], stored_whole=report["stored_whole"],
+                    relative_truncation_error=report["relative_truncation_error"],
+                    adapted_but_not_stored=report["not_stored"])
+        (tmp / ADAPTER_INFO).write_text(json.dumps(info, indent=2, default=str), encoding="utf-8")
     return folder
 
 
@@ -233,7 +246,9 @@ def known_users(adapters_dir: str | os.PathLike) -> list[str]:
     root = Path(adapters_dir)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / "adapter_config.json").is_file())
+    # hidden names are the temporary folders of writes in progress (`dsaml.storage.write_folder`)
+    return sorted(p.name for p in root.iterdir()
+                  if not p.name.startswith(".") and (p / "adapter_config.json").is_file())
 
 
 def _local(adapters_dir: str | os.PathLike) -> Path:
@@ -266,6 +281,8 @@ def _adapter_folder(adapters_dir: str | os.PathLike, user: str | None) -> tuple[
         raise AdapterError(f"{root}: adapter folder not found" + (f" (looking for user {user!r})" if user else ""))
     if (root / "adapter_config.json").is_file():  # one adapter folder given directly
         return root, user or root.name
+    if user is not None:
+        check_user(user)
     users = known_users(root)
     if user is None:
         if len(users) == 1:
@@ -278,48 +295,84 @@ def _adapter_folder(adapters_dir: str | os.PathLike, user: str | None) -> tuple[
     return root / user, user
 
 
-def check_adapter(model: nn.Module, folder: str | os.PathLike, user: str | None = None) -> None:
-    """Raise `AdapterError` if the adapter in `folder` was made for other base weights."""
+def check_adapter(model: nn.Module, folder: str | os.PathLike, user: str | None = None, *,
+                  allow_unverified: bool = False) -> None:
+    """Raise `AdapterError` if the adapter in `folder` was made for other base weights, or if its base cannot be
+    verified (no or unreadable `dsaml_adapter.json`, no fingerprint in it, e.g. an adapter published with
+    `PeftModel.push_to_hub`) unless `allow_unverified`."""
     info_path = Path(folder) / ADAPTER_INFO
-    if not info_path.is_file():
-        return  # a plain PEFT adapter (e.g. pulled from the Hub without our metadata): PEFT checks shapes only
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    expected = info.get("base_fingerprint")
-    if expected and expected != base_fingerprint(model):
+    who = f"the adapter of user {user!r} in {folder}" if user else f"the adapter in {folder}"
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise AdapterError(f"{info_path}: unreadable ({exc}); personalize again, or remove the file and pass "
+                           "--allow_unverified_adapter to use the adapter unchecked") from None
+    expected = info.get("base_fingerprint") if isinstance(info, dict) else None
+    if not expected:
+        if allow_unverified:
+            return
+        raise AdapterError(f"{who} has no base-model fingerprint ({ADAPTER_INFO}), so it cannot be checked against "
+                           "this model; pass --allow_unverified_adapter (allow_unverified=True) to use it anyway")
+    if expected != base_fingerprint(model):
         raise AdapterError(
-            f"the adapter of user {user or info.get('user')!r} in {folder} was made for another base model "
-            f"(base weights fingerprint {expected[:12]}..., this model's is {base_fingerprint(model)[:12]}...); "
+            f"{who} was made for another base model "
+            f"(base weights fingerprint {str(expected)[:12]}..., this model's is {base_fingerprint(model)[:12]}...); "
             "personalize again with this model"
         )
 
 
-def add_user(peft_model, adapters_dir: str | os.PathLike, user: str):
+def add_user(peft_model, adapters_dir: str | os.PathLike, user: str, *, allow_unverified: bool = False):
     """Load one more user's adapter onto a PEFT model (checked against its base) without activating it."""
     folder, user = _adapter_folder(adapters_dir, user)
-    check_adapter(peft_model, folder, user)
-    peft_model.load_adapter(str(folder), adapter_name=user)
+    with _reading(folder):
+        check_adapter(peft_model, folder, user, allow_unverified=allow_unverified)
+        peft_model.load_adapter(str(folder), adapter_name=user)
     return peft_model
 
 
+def _reading(folder: Path):
+    """The writers' lock of `folder` while it is read, where a dsaml writer has ever made one (so reading
+    creates no file); a folder written once and never replaced needs none: its rename into place is atomic."""
+    lock = folder.parent / f".{folder.name}.lock"
+    return folder_lock(folder) if lock.is_file() else contextlib.nullcontext()
+
+
 def load_personalized(model_dir: str | os.PathLike, adapter_dir: str | os.PathLike | None = None,
-                      user: str | None = None, *, model: nn.Module | None = None):
+                      user: str | None = None, *, model: nn.Module | None = None, allow_unverified: bool = False):
     """A ready-to-predict model (eval mode): the base from `model_dir` (or the given `model`), with the LoRA
     adapter of `user` from `adapter_dir` (a folder of per-user adapters, or one adapter folder) when given.
 
     Returns a `DSAMLForDynamicEmotionRecognition` or a `peft.PeftModel` (same forward / `predict_long`).
-    Raises `UnknownUserError` (listing the known users) or `AdapterError` (adapter made for another base)."""
+    Raises `UnknownUserError` (listing the known users) or `AdapterError` (adapter made for another base, or
+    whose base cannot be verified unless `allow_unverified`)."""
     from peft import PeftModel
 
     if model is None:
-        model = DSAMLForDynamicEmotionRecognition.from_pretrained(str(model_dir))
+        model = load_model(model_dir)
     if adapter_dir is None:
         if user is not None:
             raise UnknownUserError(f"user {user!r} given without an adapter folder (--adapter_dir)")
         return model.eval()
     folder, user = _adapter_folder(adapter_dir, user)
-    check_adapter(model, folder, user)
-    peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=user)
+    with _reading(folder):
+        check_adapter(model, folder, user, allow_unverified=allow_unverified)
+        peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=user)
     return peft_model.eval()
+
+
+def load_model(name: str | os.PathLike) -> DSAMLForDynamicEmotionRecognition:
+    """`from_pretrained` of a model folder or Hub repo id (`dsaml.hub.model_location`), in eval mode; a folder
+    whose weights cannot be read fails with a one-line error naming it."""
+    from safetensors import SafetensorError
+
+    from dsaml.hub import model_location
+
+    location = model_location(name)
+    try:
+        return DSAMLForDynamicEmotionRecognition.from_pretrained(location).eval()
+    except SafetensorError as exc:
+        raise ValueError(f"{location}: the model weights (model.safetensors) cannot be read ({exc}); "
+                           "the file may be truncated: save or download the model again") from None
 
 
 def load_extractor(model_dir: str | os.PathLike, config: DSAMLConfig) -> DSAMLFeatureExtractor:

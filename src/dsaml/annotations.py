@@ -6,6 +6,7 @@ the song's step features through `dsaml.alignment.align`, with errors that name 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from collections.abc import Mapping
@@ -44,8 +45,8 @@ def read_annotations(path: str | os.PathLike, step_seconds: float = 0.5) -> dict
             frame = pd.DataFrame({k: data[k] for k in data if k in ("time", "time_seconds", "arousal", "valence")})
         else:
             frame = pd.read_csv(path, sep=None, engine="python")
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError, pd.errors.ParserError) as exc:
-        raise AnnotationError(f"{path}: cannot read the annotation ({exc})") from exc
+    except (ValueError, KeyError, TypeError, csv.Error, pd.errors.ParserError) as exc:  # csv: e.g. an empty file
+        raise AnnotationError(f"{path}: cannot read the annotation ({exc or type(exc).__name__})") from exc
     frame.columns = [str(c).strip().lower() for c in frame.columns]
     time_col = "time" if "time" in frame.columns else "time_seconds" if "time_seconds" in frame.columns else None
     missing = [c for c in ("arousal", "valence") if c not in frame.columns] + ([] if time_col else ["time"])

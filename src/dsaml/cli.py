@@ -41,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"dsaml: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
+    from transformers.utils import logging as transformers_logging
+
+    # loading or saving a model takes a blink here; its per-tensor progress bars would bury the command's own
+    transformers_logging.disable_progress_bar()
     module = importlib.import_module(COMMANDS[name][0])
     result = module.main(rest)
     return int(result or 0)

@@ -13,11 +13,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def readable_mode() -> int:
-    """0o666 minus the process umask: the mode `open()` would give a new file."""
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def readable_mode() -> int:
+    """0o666 minus the process umask: the mode `open()` would give a new file."""
+    return 0o666 & ~current_umask()
 
 
 @contextmanager
@@ -47,3 +51,15 @@ def make_readable(folder: str | os.PathLike) -> None:
     for path in Path(folder).rglob("*"):
         if path.is_file():
             os.chmod(path, mode)
+
+
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """Fail at once, naming `folder`, if it cannot be an output folder: it is a file, or it (or, when it does
+    not exist yet, its nearest existing parent) is not a writable folder. Nothing is created."""
+    folder = Path(folder)
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{folder}: {existing} is a file, not a folder; cannot write output there")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"{folder}: {existing} is not writable; cannot write output there")
+    return folder

@@ -10,12 +10,34 @@ PEFT files and fingerprints; a dataset folder: README configs, Parquet files, au
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 # files a published model folder must contain (remote code and card included)
 REQUIRED_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
 # hidden files (temporary files of an interrupted write, caches) and Python caches never go up
 IGNORE_PATTERNS = [".*", "**/.*", "__pycache__/*", "**/__pycache__/*"]
+
+
+# what huggingface_hub accepts as a repo id: `name` or `owner/name`, letters, digits, '-', '_', '.'
+REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+
+
+def model_location(name: str | os.PathLike) -> str:
+    """`name` as `from_pretrained` should get it: an existing model folder, or something that can only be a Hub
+    repo id. A path that does not exist (`./model`, `runs/x/best`, `/abs/path`) fails here with a one-line
+    `FileNotFoundError` instead of being looked up on the Hub."""
+    text = str(name)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{text}: not a model folder (no config.json); give a `save_pretrained` folder")
+        return str(path)
+    if path.exists():
+        raise NotADirectoryError(f"{text}: is a file; give a model folder (save_pretrained) or a Hub repo id")
+    if text.startswith((".", "/", "~")) or "\\" in text or not REPO_ID.fullmatch(text) or ".." in text:
+        raise FileNotFoundError(f"{text}: model folder not found")
+    return text
 
 
 def upload_folder(folder: str | os.PathLike, repo_id: str, *, repo_type: str = "model", private: bool = False,

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from dsaml.audio import AudioError, load_audio
+from dsaml.files import atomic_path, atomic_write_text
 
 __all__ = ["predict_file", "predict_waveform", "write_prediction"]
 
@@ -67,14 +68,15 @@ def write_prediction(frame, output_dir: str | os.PathLike, stem: str, *, source:
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / f"{stem}.csv", "json": out / f"{stem}.json"}
-    frame.to_csv(paths["csv"], index=False, float_format="%.6f")
+    with atomic_path(paths["csv"]) as tmp:  # a result file appears whole or not at all
+        frame.to_csv(tmp, index=False, float_format="%.6f")
     payload = {
         "file": source, "model": model, "user": user, "step_seconds": step_seconds, "num_steps": len(frame),
         "time_seconds": [round(float(x), 6) for x in frame["time_seconds"]],
         "arousal": [float(x) for x in frame["arousal"]],
         "valence": [float(x) for x in frame["valence"]],
     }
-    paths["json"].write_text(json.dumps(payload), encoding="utf-8")
+    atomic_write_text(paths["json"], json.dumps(payload))
     if plot:
         from dsaml.plots import plot_curves
 

@@ -18,6 +18,8 @@ import logging
 import sys
 from pathlib import Path
 
+from dsaml.errors import reports_errors
+
 logger = logging.getLogger("dsaml.prepare")
 
 
@@ -122,23 +124,14 @@ def push_folder(folder: Path, repo_id: str, *, private: bool = False) -> str:
     return str(info.repo_url)
 
 
+@reports_errors("dsaml prepare")
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(message)s")
-    from dsaml.datasets_scripts.report import DatasetBuildError
-
-    try:
-        folder = build(args)
-    except (DatasetBuildError, ValueError) as exc:
-        print(f"dsaml prepare: {exc}", file=sys.stderr)
-        return 1
+    folder = build(args)
     print(f"dataset written to {folder}")
     if args.push_to_hub:
-        try:
-            url = push_folder(folder, args.push_to_hub, private=args.private)
-        except ValueError as exc:
-            print(f"dsaml prepare: {exc}", file=sys.stderr)
-            return 1
+        url = push_folder(folder, args.push_to_hub, private=args.private)
         print(f"pushed to {url}")
     return 0
 

@@ -9,6 +9,7 @@ which travel with the saved model so personalization later adapts exactly as met
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -76,10 +77,23 @@ class TrainingArguments:
                      "checkpoint_every", "keep_checkpoints", "evaluation_support_repeats"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.base_loss_weight < 0:
+        if not self.base_loss_weight >= 0:  # `not >=`: NaN fails too
             problems.append(f"base_loss_weight must be >= 0, got {self.base_loss_weight}")
-        if self.learning_rate <= 0:
-            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if not (0 < self.learning_rate < math.inf):
+            problems.append(f"learning_rate must be a finite number > 0, got {self.learning_rate}")
+        if not (0 <= self.weight_decay < math.inf):
+            problems.append(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.max_grad_norm is not None and not (0 < self.max_grad_norm < math.inf):
+            problems.append(f"max_grad_norm must be a finite number > 0 (or null), got {self.max_grad_norm}")
+        if not isinstance(self.model, dict):
+            problems.append(f"model must be a mapping of DSAMLConfig fields, got {self.model!r}")
+        else:
+            unknown = sorted(set(self.model) - model_fields())
+            if unknown:
+                problems.append(f"unknown model field(s) {unknown} (a typo?); DSAMLConfig fields: "
+                                f"{sorted(model_fields())}")
+            else:
+                problems += model_problems(self.model)
         if self.mixed_precision == "fp16":
             problems.append("mixed_precision 'fp16' is not supported: meta-gradients come from torch.autograd.grad, "
                             "which fp16 loss scaling does not cover; use 'bf16'")
@@ -141,6 +155,28 @@ class TrainingArguments:
         if isinstance(values.get("report_to"), str):
             values["report_to"] = [] if values["report_to"] in ("none", "") else [values["report_to"]]
         return cls(**values)
+
+
+def model_fields() -> set[str]:
+    """The keys a config's `model:` mapping may hold: `DSAMLConfig`'s fields (a typo there would otherwise be
+    stored on the config silently and change nothing)."""
+    from dsaml.modeling import DSAMLConfig
+
+    return {f.name for f in dataclasses.fields(DSAMLConfig)}
+
+
+def model_problems(model: dict) -> list[str]:
+    """What `DSAMLConfig` refuses in `model`, found before any data is loaded."""
+    from huggingface_hub.errors import StrictDataclassError
+
+    from dsaml.errors import one_line
+    from dsaml.modeling import DSAMLConfig
+
+    try:
+        DSAMLConfig(**model)
+    except (ValueError, TypeError, StrictDataclassError) as exc:
+        return [f"model: {one_line(exc)}"]
+    return []
 
 
 def config_path(name_or_path: str | Path) -> Path:

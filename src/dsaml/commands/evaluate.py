@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dsaml.errors import reports_errors
+
 if TYPE_CHECKING:  # pragma: no cover
     from dsaml.evaluation import TaskResult
 
@@ -103,8 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@reports_errors("dsaml evaluate")
 def main(argv: list[str] | None = None) -> int:
+    from dsaml.files import check_output_folder
+
     args = build_parser().parse_args(argv)
+    check_output_folder(args.output)  # before any scoring
     if args.predictions:
         if not args.annotations:
             print("dsaml evaluate: error: --predictions needs --annotations", file=sys.stderr)
@@ -124,12 +130,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from dsaml.data import annotator_songs, dataset_metadata, dataset_root, load_pdmer
     from dsaml.evaluation import evaluate_tasks, format_summary, inner_loop, summarize
-    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+    from dsaml.adapters import load_model
     from dsaml.song_store import SongStore
     from dsaml.references import references_for
     from dsaml.tasks import evaluation_tasks
 
-    model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.model).eval()
+    model = load_model(args.model)
     root = dataset_root(args.dataset)
     rows = load_pdmer(root, "pdmer_flat", split=args.partition)
     value_range = dataset_metadata(root).get("value_range", (-1.0, 1.0))

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 from dsaml.audio import AUDIO_EXTENSIONS
+from dsaml.errors import reports_errors
+
 
 def _expand(inputs: list[str]) -> list[Path]:
     files: list[Path] = []
@@ -20,13 +22,18 @@ def _expand(inputs: list[str]) -> list[Path]:
 
 
 def _stems(files: list[Path]) -> list[str]:
-    """Output names: the file stem, made unique when two inputs share one."""
-    seen: dict[str, int] = {}
+    """Output names, one per input and all different: the file stem, or `<stem>_<n>` with the smallest n that
+    no other input's stem or earlier output name takes (`a.mp3`, `a.wav`, `a_1.wav` -> a, a_2, a_1)."""
+    taken = {f.stem for f in files}
+    used: set[str] = set()
     stems = []
     for f in files:
-        n = seen.get(f.stem, 0)
-        seen[f.stem] = n + 1
-        stems.append(f.stem if n == 0 else f"{f.stem}_{n}")
+        name, n = f.stem, 0
+        while name in used or (n and name in taken):
+            n += 1
+            name = f"{f.stem}_{n}"
+        used.add(name)
+        stems.append(name)
     return stems
 
 
@@ -38,49 +45,53 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--adapter_dir", default=None, help="folder of per-user LoRA adapters (dsaml personalize)")
     parser.add_argument("--user", default=None, help="the user whose adapter to apply (as in dsaml personalize)")
     parser.add_argument("--output", default="predictions", help="output folder")
-    parser.add_argument("--window_steps", type=int, default=None)
-    parser.add_argument("--hop_steps", type=int, default=None)
+    parser.add_argument("--allow_unverified_adapter", action="store_true",
+                        help="apply an adapter whose base model cannot be verified (no dsaml_adapter.json)")
+    parser.add_argument("--window_steps", type=int, default=None, help="steps per window (default: the model's)")
+    parser.add_argument("--hop_steps", type=int, default=None, help="steps between windows (default: the model's)")
     parser.add_argument("--no_plot", action="store_true", help="skip the PNG plots")
     parser.add_argument("--fail_fast", action="store_true", help="stop at the first unusable file")
     return parser
 
 
+@reports_errors("dsaml predict")
 def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
-    from dsaml.adapters import AdapterError, UnknownUserError, load_extractor, load_personalized
+    from dsaml.adapters import load_extractor, load_personalized
     from dsaml.audio import AudioError
+    from dsaml.files import check_output_folder
     from dsaml.predict import model_config, predict_file, write_prediction
+    from dsaml.storage import check_user
 
     args = build_parser().parse_args(argv)
+    if args.user is not None:
+        check_user(args.user)
+    for flag in ("window_steps", "hop_steps"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise ValueError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    check_output_folder(args.output)  # before any prediction is computed
+    files = _expand(args.inputs)
+    if not files:
+        raise FileNotFoundError("no audio files found in " + ", ".join(args.inputs))
     adapter_dir = args.adapter_dir
     if args.user is not None and adapter_dir is None:
         adapter_dir = "adapters"
-    try:
-        model = load_personalized(args.model, adapter_dir, args.user)
-    except (AdapterError, UnknownUserError) as exc:
-        print(f"dsaml predict: error: {exc}", file=sys.stderr)
-        return 1
+    model = load_personalized(args.model, adapter_dir, args.user, allow_unverified=args.allow_unverified_adapter)
     config = model_config(model)
     extractor = load_extractor(args.model, config)
-    files = _expand(args.inputs)
-    if not files:
-        print("dsaml predict: error: no audio files found in " + ", ".join(args.inputs), file=sys.stderr)
-        return 1
     failures = []
     for path, stem in tqdm(list(zip(files, _stems(files))), desc="predicting", unit="song"):
         try:
             frame = predict_file(model, extractor, path, args.window_steps, args.hop_steps)
         except AudioError as exc:
             if args.fail_fast:
-                print(f"dsaml predict: error: {exc}", file=sys.stderr)
-                return 1
+                raise
             failures.append(str(exc))
             continue
         write_prediction(frame, args.output, stem, source=str(path), model=str(args.model), user=args.user,
                          step_seconds=config.step_seconds, plot=not args.no_plot)
-    done = len(files) - len(failures)
-    print(f"wrote {done} prediction(s) to {args.output}")
+    print(f"wrote {len(files) - len(failures)} of {len(files)} prediction(s) to {args.output}")
     for message in failures:
         print(f"dsaml predict: skipped: {message}", file=sys.stderr)
     return 1 if failures else 0

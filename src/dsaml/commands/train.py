@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from dsaml.training_args import load_arguments
+from dsaml.errors import reports_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,16 +60,13 @@ def parse_overrides(ns: argparse.Namespace) -> dict:
     return overrides
 
 
+@reports_errors("dsaml train")
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("accelerate", "matplotlib", "datasets", "filelock"):  # keep the console for progress and scores
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    try:
-        args = load_arguments(ns.config, parse_overrides(ns))
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"dsaml train: {exc}", file=sys.stderr)
-        return 2
+    args = load_arguments(ns.config, parse_overrides(ns))
     from dsaml.stages import run_stages
 
     try:
