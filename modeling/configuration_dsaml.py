@@ -22,7 +22,7 @@ class DSAMLConfig(PreTrainedConfig):
             features at the step rate, e.g. DEAM openSMILE, `frame_feature_size` values per step).
         window_steps: training window (60 steps = 30 s); longer songs are predicted by sliding windows.
         harmonic_features: add each step's harmonic view (chroma and major/minor triad evidence from the step's
-            own STFT, 36 values, see `harmonic_dsaml.py`) to the model's input. Not in the paper: the log-mel
+            own STFT, 38 values, see `harmonic_dsaml.py`) to the model's input. Not in the paper: the log-mel
             patches barely resolve a semitone, i.e. whether a chord is major or minor.
         inference_hop_steps: hop between sliding windows; overlapping predictions are averaged with a
             tapered weight, the same hop for arousal and valence.
@@ -59,6 +59,9 @@ class DSAMLConfig(PreTrainedConfig):
         adapted_parameters: parameter-name prefixes adapted in the inner loop; empty = all trainable parameters.
         adaptation_ridge: the ridge's pull toward the meta-learned output layer, relative to the support
             features' mean variance (0: ordinary least squares).
+        adaptation_holdout: personalization only (never meta-training): the share of the support song's end
+            held out to choose how far to move toward the adapted weights (`dsaml.shrinkage`, the do-no-harm
+            rule); 0 (official): always all the way.
     """
 
     model_type = "dsaml"
@@ -120,6 +123,7 @@ class DSAMLConfig(PreTrainedConfig):
     adaptation_lr: float | int = 5e-3
     adapted_parameters: list[str] | tuple[str, ...] = ()
     adaptation_ridge: float | int = 1.0
+    adaptation_holdout: float | int = 0.0
 
     def __post_init__(self, **kwargs):
         # JSON round trips turn tuples into lists; keep one canonical type so saved/loaded configs compare equal.
@@ -192,6 +196,8 @@ class DSAMLConfig(PreTrainedConfig):
         self._require(self.diagonal_loss_weight >= 0, "diagonal_loss_weight must be >= 0")
         self._require(self.adaptation_lr > 0, f"adaptation_lr must be > 0, got {self.adaptation_lr}")
         self._require(self.adaptation_ridge >= 0, f"adaptation_ridge must be >= 0, got {self.adaptation_ridge}")
+        self._require(0 <= self.adaptation_holdout < 1,
+                      f"adaptation_holdout must be in [0, 1), got {self.adaptation_holdout}")
         self._require(
             self.hidden_act in {"gelu", "relu", "silu", "gelu_new", "tanh"},
             f"hidden_act must be one of gelu, relu, silu, gelu_new, tanh; got {self.hidden_act!r}",

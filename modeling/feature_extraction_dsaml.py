@@ -27,7 +27,7 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
 
     - `input_features`: `[batch, steps, frames_per_step, num_mel_bins]` log-mel patches, one per `step_seconds`;
     - `attention_mask`: `[batch, steps]`, 1 for real steps, 0 for padding (songs of different lengths);
-    - `harmonic_features` (only with `return_harmonic_features=True`): `[batch, steps, 36]` per-step chroma and
+    - `harmonic_features` (only with `return_harmonic_features=True`): `[batch, steps, 38]` per-step chroma and
       triad evidence (`harmonic_dsaml.py`);
     - `global_input_values` (only with `return_global_waveform=True`, for a frozen pretrained global encoder):
       `[batch, steps * samples_per_step]` waveforms at `sampling_rate`.
@@ -141,7 +141,7 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
         return self._log_mel_transform()(segments)
 
     def harmonic_patches(self, waveform: torch.Tensor) -> torch.Tensor:
-        """`[samples]` at `self.sampling_rate` -> `[steps, 36]`: each step's harmonic view (`harmonic_dsaml.py`)."""
+        """`[samples]` at `self.sampling_rate` -> `[steps, 38]`: each step's harmonic view (`harmonic_dsaml.py`)."""
         if self._harmonic is None:
             self._harmonic = HarmonicView(self.sampling_rate, self.n_fft, self.hop_length)
         steps = waveform.numel() // self.samples_per_step

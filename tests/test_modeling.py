@@ -309,27 +309,31 @@ def test_harmonic_view_tells_major_from_minor():
     from dsaml.modeling import DSAMLFeatureExtractor
 
     extractor = DSAMLFeatureExtractor(return_harmonic_features=True)
-    batch = extractor([_triad(60, 4), _triad(57, 3)], sampling_rate=44100)  # C major, A minor
-    harmonic = batch["harmonic_features"]
-    assert harmonic.shape == (2, 4, 36)
-    torch.testing.assert_close(harmonic[..., :12].sum(-1), torch.ones(2, 4), rtol=0, atol=1e-4)
+    batch = extractor([_triad(60, 4), _triad(57, 3), _triad(66, 4), _triad(63, 3)], sampling_rate=44100)
+    harmonic = batch["harmonic_features"]  # C major, A minor, F# major, D# minor
+    assert harmonic.shape == (4, 4, 38)
+    torch.testing.assert_close(harmonic[..., :12].sum(-1), torch.ones(4, 4), rtol=0, atol=1e-4)
     major, minor = harmonic[..., 12:24], harmonic[..., 24:36]
     assert (major[0].argmax(-1) == 0).all() and major[0].max() > minor[0].max() + 0.15  # C (pitch class 0) major
     assert (minor[1].argmax(-1) == 9).all() and minor[1].max() > major[1].max() + 0.15  # A (pitch class 9) minor
+    # the quality in any key: best major minus best minor similarity, positive for major chords only
+    torch.testing.assert_close(harmonic[..., 36], major.amax(-1))
+    quality = harmonic[..., 36] - harmonic[..., 37]
+    assert (quality[[0, 2]] > 0.15).all() and (quality[[1, 3]] < -0.15).all()
     assert "harmonic_features" not in DSAMLFeatureExtractor()([_triad(60, 4)], sampling_rate=44100)
 
 
 def test_harmonic_features_enter_the_model_and_are_checked():
     model = DSAMLForDynamicEmotionRecognition(small_config(harmonic_features=True)).eval()
     feats = torch.randn(1, 8, model.config.frames_per_step, model.config.num_mel_bins)
-    harmonic = torch.rand(1, 8, 36)
+    harmonic = torch.rand(1, 8, 38)
     out = model(feats, harmonic_features=harmonic).logits
     assert not torch.allclose(out, model(feats, harmonic_features=harmonic.flip(1)).logits)
     torch.testing.assert_close(model.predict_long(feats, harmonic_features=harmonic, window_steps=8), out)
     with pytest.raises(ValueError, match="pass `harmonic_features` exactly when"):
         model(feats)
-    with pytest.raises(ValueError, match=r"harmonic_features must be \[batch, steps, 36\]"):
-        model(feats, harmonic_features=torch.rand(1, 7, 36))
+    with pytest.raises(ValueError, match=r"harmonic_features must be \[batch, steps, 38\]"):
+        model(feats, harmonic_features=torch.rand(1, 7, 38))
 
 
 def test_local_cnn_normalization_is_calibrated_once_and_never_moves(config):

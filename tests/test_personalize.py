@@ -119,6 +119,33 @@ def test_personalization_lowers_support_loss_and_changes_only_adapted(base, extr
     assert all(torch.equal(again.fast_weights[n], full.fast_weights[n]) for n in full.fast_weights)
 
 
+def test_the_do_no_harm_rule_keeps_the_base_when_the_step_hurts_and_otherwise_scales_it(extractor, songs):
+    from dsaml.shrinkage import SHRINKAGE_GRID, split_in_time
+
+    careful = _model(adaptation_holdout=1 / 3)  # the same weights as _model(): only the rule differs
+    base_params = dict(careful.named_parameters())
+    harmful = personalize_audio(careful, extractor, *songs["alice"], user="alice", lr=50.0)
+    mse = harmful.info["held_out_mse"]
+    assert harmful.info["held_out_steps"] == 4 and mse["0"] < mse["1"]  # the last 4 of 12 steps judge
+    assert harmful.info["shrinkage"] == min(SHRINKAGE_GRID, key=lambda a: mse[f"{a:g}"]) == 0.0
+    assert all(torch.equal(v, base_params[n]) for n, v in harmful.fast_weights.items())
+    useful = personalize_audio(careful, extractor, *songs["alice"], user="alice")
+    plain = personalize_audio(_model(), extractor, *songs["alice"], user="alice")
+    alpha = useful.info["shrinkage"]
+    assert plain.info["shrinkage"] == 1.0 and alpha in SHRINKAGE_GRID
+    assert useful.info["held_out_mse"][f"{alpha:g}"] == min(useful.info["held_out_mse"].values())
+    for name, value in useful.fast_weights.items():  # the blend of the whole-song inner loop, nothing else
+        torch.testing.assert_close(value, base_params[name] + alpha * (plain.fast_weights[name] - base_params[name]))
+    torch.testing.assert_close(dict(useful.model.named_parameters())[name], value, rtol=0, atol=0)
+    # songs too short to judge on keep the plain inner loop
+    from dsaml.alignment import AlignedSong
+
+    ten = AlignedSong("s", "a", torch.zeros(10, 3, 4), torch.zeros(10, 2), 0)
+    assert split_in_time(ten, 1 / 3) is None
+    begin, end = split_in_time(AlignedSong("s", "a", torch.zeros(20, 3, 4), torch.zeros(20, 2), 6), 0.3)
+    assert (begin.num_steps, end.num_steps, end.start_step) == (14, 6, 20)
+
+
 def test_a_step_that_worsens_the_support_fit_is_reported(base, extractor, songs, caplog):
     with caplog.at_level("WARNING", logger="dsaml.personalize"):
         result = personalize_audio(base, extractor, *songs["alice"], user="alice", lr=50.0)

@@ -5,7 +5,8 @@ Personalization runs the inner loop of meta-training (`dsaml.adaptation.adapt`):
 window of the support song (`dsaml.batches.support_batch`), with the model in TRAIN mode (dropout on, as in
 the meta-training inner loop the initialization was learned for). Dropout makes the result depend on the
 random state, so the inner loop runs under a fixed torch seed (`seed=0` by default): the same inputs always
-give the same personalized model. Storing the result (full folder or LoRA adapter): `dsaml.adapters`.
+give the same personalized model. Where the config asks for it (`adaptation_holdout`), the do-no-harm rule of
+`dsaml.shrinkage` decides how far to move. Storing the result (full folder or LoRA adapter): `dsaml.adapters`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dsaml.annotations import align_annotations, read_annotations
 from dsaml.audio import AudioError, load_audio
 from dsaml.batches import support_batch
 from dsaml.modeling import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
+from dsaml.shrinkage import blend, choose_shrinkage
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,8 @@ def personalize_song(
 
     The support song is cut into `config.window_steps` windows, batched, and `steps` SGD steps of size `lr`
     (default: the config's meta-training values) are taken on the config's `adapted_parameters`, in train mode
-    under `torch.manual_seed(seed)`.
+    under `torch.manual_seed(seed)`. With `config.adaptation_holdout > 0` the result is shrunk toward the base
+    by the do-no-harm rule (`dsaml.shrinkage`; `info["shrinkage"]` is the share of the step kept).
     """
     config = model.config
     steps = config.adaptation_steps if steps is None else int(steps)
@@ -97,16 +100,31 @@ def personalize_song(
     batch = support_batch(songs, config.window_steps)  # every window of the support song, as in evaluation
     params = adaptable_parameters(model)
     before = _support_loss(model, batch, params)
-    # the inner loop of meta-training (train mode, seeded dropout) on a copy
-    with torch.enable_grad():
-        adapted = personalized_copy(model, batch, steps=steps, lr=lr, seed=seed)
-    adapted_params = dict(adapted.named_parameters())
-    fast = {n: adapted_params[n].detach().clone() for n in params}
+
+
+    def adapt_on(parts: Sequence[AlignedSong]) -> tuple[DSAMLForDynamicEmotionRecognition, dict[str, torch.Tensor]]:
+        # the inner loop of meta-training (train mode, seeded dropout) on a copy
+        with torch.enable_grad():
+            adapted_copy = personalized_copy(model, support_batch(parts, config.window_steps), steps=steps, lr=lr, seed=seed)
+        named = dict(adapted_copy.named_parameters())
+        return adapted_copy, {n: named[n].detach().clone() for n in params}
+
+    adapted, fast = adapt_on(songs)
+    shrink, shrink_info = 1.0, {}
+    if config.adaptation_holdout > 0:  # the do-no-harm rule: how far toward `fast`, judged on the song's end
+        shrink, shrink_info = choose_shrinkage(model, songs, config.adaptation_holdout, lambda p: adapt_on(p)[1])
+        if shrink != 1.0:
+            fast = blend({n: p.detach() for n, p in params.items()}, fast, shrink)
+            with torch.no_grad():
+                named = dict(adapted.named_parameters())
+                for name, value in fast.items():
+                    named[name].copy_(value)
     after = _support_loss(model, batch, fast)
     info = {
         "user": user, "steps": steps, "lr": lr, "seed": seed, "support_songs": [s.song_id for s in songs],
         "support_steps": int(sum(s.num_steps for s in songs)), "adapted_parameters": list(config.adapted_parameters),
         "support_loss_before": before, "support_loss_after": after, "mode": "train (dropout), fixed seed",
+        "shrinkage": shrink, **shrink_info,
     }
     if after > before:
         advice = ("the ridge's squared-error fit does not lower this loss here; try a larger adaptation_ridge"
