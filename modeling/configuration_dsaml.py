@@ -24,6 +24,10 @@ class DSAMLConfig(PreTrainedConfig):
         harmonic_features: add each step's harmonic view (chroma and major/minor triad evidence from the step's
             own STFT, 38 values, see `harmonic_dsaml.py`) to the model's input. Not in the paper: the log-mel
             patches barely resolve a semitone, i.e. whether a chord is major or minor.
+        readout_cues: the output layer also reads each step's chord quality (the harmonic view's best major and
+            best minor triad similarity, `harmonic_dsaml.readout_cues`) directly, beside the predictor's hidden
+            features, so an inner loop that adapts the output layer can re-weight or flip the sign of what a
+            listener hears in the mode. Needs `harmonic_features`. Not in the paper.
         inference_hop_steps: hop between sliding windows; overlapping predictions are averaged with a
             tapered weight, the same hop for arousal and valence.
 
@@ -78,6 +82,7 @@ class DSAMLConfig(PreTrainedConfig):
     frame_feature_size: int = 260
     window_steps: int = 60
     harmonic_features: bool = False
+    readout_cues: bool = False
     inference_hop_steps: int = 10
 
     # dual-scale feature extractor
@@ -196,6 +201,8 @@ class DSAMLConfig(PreTrainedConfig):
         self._require(self.diagonal_loss_weight >= 0, "diagonal_loss_weight must be >= 0")
         self._require(self.adaptation_lr > 0, f"adaptation_lr must be > 0, got {self.adaptation_lr}")
         self._require(self.adaptation_ridge >= 0, f"adaptation_ridge must be >= 0, got {self.adaptation_ridge}")
+        self._require(not self.readout_cues or self.harmonic_features,
+                      "readout_cues reads the harmonic view: set harmonic_features too")
         self._require(0 <= self.adaptation_holdout < 1,
                       f"adaptation_holdout must be in [0, 1), got {self.adaptation_holdout}")
         self._require(

@@ -21,6 +21,7 @@ import torch
 from transformers.audio_utils import chroma_filter_bank
 
 NUM_HARMONIC_FEATURES = 38
+NUM_READOUT_CUES = 2  # the best major and best minor similarity: the last two values
 _MAJOR, _MINOR = (0, 4, 7), (0, 3, 7)
 
 
@@ -60,4 +61,10 @@ class HarmonicView:
         return torch.cat([chroma, similarity, best], dim=1)
 
 
-__all__ = ["HarmonicView", "NUM_HARMONIC_FEATURES", "triad_templates"]
+def readout_cues(harmonic: torch.Tensor) -> torch.Tensor:
+    """`[..., 38]` harmonic views -> `[..., 2]`: the chord-quality evidence the output layer reads directly
+    (`DSAMLConfig.readout_cues`)."""
+    return harmonic[..., NUM_HARMONIC_FEATURES - NUM_READOUT_CUES:]
+
+
+__all__ = ["HarmonicView", "NUM_HARMONIC_FEATURES", "NUM_READOUT_CUES", "readout_cues", "triad_templates"]

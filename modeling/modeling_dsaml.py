@@ -17,7 +17,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_dsaml import LABEL_NAMES, DSAMLConfig
 from .dual_scale_attention_dsaml import DualScaleAttentionTransformer
-from .harmonic_dsaml import NUM_HARMONIC_FEATURES
+from .harmonic_dsaml import NUM_HARMONIC_FEATURES, NUM_READOUT_CUES, readout_cues
 from .dual_scale_features_dsaml import DualScaleFeatureFusion
 from .losses_dsaml import diagonal_attention_loss, emotion_loss
 from .step_audio_dsaml import step_samples
@@ -154,20 +154,34 @@ class DSAMLModel(DSAMLPreTrainedModel):
 
 
 class EmotionPredictor(nn.Module):
-    """BiLSTM(lstm_hidden per direction) -> Linear -> Dropout -> Linear(2); linear output, as in the reference."""
+    """BiLSTM(lstm_hidden per direction) -> Linear -> Dropout -> Linear(2); linear output, as in the reference.
+    With `config.readout_cues` the output layer also reads each step's chord-quality cues (its last inputs)."""
 
     def __init__(self, config: DSAMLConfig):
         super().__init__()
         self.lstm = nn.LSTM(config.hidden_size, config.lstm_hidden_size, batch_first=True, bidirectional=True)
         self.dense = nn.Linear(2 * config.lstm_hidden_size, config.predictor_hidden_size)
         self.dropout = nn.Dropout(config.predictor_dropout)
-        self.out = nn.Linear(config.predictor_hidden_size, len(LABEL_NAMES))
+        self.reads_cues = bool(config.readout_cues)
+        cues = NUM_READOUT_CUES if self.reads_cues else 0
+        self.out = nn.Linear(config.predictor_hidden_size + cues, len(LABEL_NAMES))
 
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        return self.out(self.readout_features(hidden, attention_mask))
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
+                harmonic_features: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(self.readout_features(hidden, attention_mask, harmonic_features))
 
-    def readout_features(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        """`[B, S, predictor_hidden_size]`: what the output layer reads (the ridge inner loop refits it on them)."""
+    def readout_features(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
+                         harmonic_features: torch.Tensor | None = None) -> torch.Tensor:
+        """`[B, S, predictor_hidden_size (+ 2 cues)]`: what the output layer reads (the ridge inner loop refits
+        it on them)."""
+        features = self._hidden_readout(hidden, attention_mask)
+        if not self.reads_cues:
+            return features
+        if harmonic_features is None:
+            raise ValueError("this model's output layer reads chord-quality cues: pass `harmonic_features`")
+        return torch.cat([features, readout_cues(harmonic_features).to(features.dtype)], dim=-1)
+
+    def _hidden_readout(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         if attention_mask is not None and not bool(attention_mask.all()):
             # pack so the backward direction starts at each song's real last step, not at its padding
             lengths = attention_mask.sum(dim=1).clamp_min(1).cpu()
@@ -226,7 +240,7 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         """
         hidden, _, local_maps, global_maps = self.dsaml.encode(input_features, attention_mask, global_input_values,
                                                                harmonic_features)
-        logits = self.predictor(hidden, attention_mask)
+        logits = self.predictor(hidden, attention_mask, harmonic_features)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         loss = emotion_part = diagonal_part = None
         if labels is not None:

@@ -323,6 +323,35 @@ def test_harmonic_view_tells_major_from_minor():
     assert "harmonic_features" not in DSAMLFeatureExtractor()([_triad(60, 4)], sampling_rate=44100)
 
 
+def test_readout_cues_reach_the_output_layer_and_the_inner_loop_can_flip_them():
+    from dsaml.adaptation import adapt
+    from dsaml.modeling.harmonic_dsaml import readout_cues
+
+    with pytest.raises(Exception, match="readout_cues reads the harmonic view"):
+        small_config(readout_cues=True)
+    torch.manual_seed(0)
+    model = DSAMLForDynamicEmotionRecognition(small_config(
+        harmonic_features=True, readout_cues=True, adapted_parameters=["predictor.out"], adaptation_steps=40,
+        adaptation_lr=0.5, loss_type="mse")).eval()
+    assert model.predictor.out.in_features == model.config.predictor_hidden_size + 2
+    feats = torch.randn(1, 12, model.config.frames_per_step, model.config.num_mel_bins)
+    harmonic = torch.rand(1, 12, 38)
+    quality = readout_cues(harmonic)[..., 0] - readout_cues(harmonic)[..., 1]
+    torch.testing.assert_close(readout_cues(harmonic), harmonic[..., 36:])
+    hidden = torch.randn(1, 12, model.config.hidden_size)
+    read = model.predictor.readout_features(hidden, None, harmonic)
+    torch.testing.assert_close(read[..., -2:], harmonic[..., 36:], rtol=0, atol=0)
+    torch.testing.assert_close(model.predictor(hidden, None, harmonic), model.predictor.out(read))
+    with pytest.raises(ValueError, match="pass `harmonic_features`"):
+        model.predictor(torch.randn(1, 12, model.config.hidden_size), None)
+    # a listener whose valence follows the chord quality, inverted: the output layer learns the sign
+    labels = torch.stack([torch.zeros(1, 12), -0.8 * quality], dim=-1)
+    support = {"input_features": feats, "harmonic_features": harmonic, "labels": labels}
+    fast = adapt(model, support)
+    assert fast["predictor.out.weight"][1, -2] < model.predictor.out.weight[1, -2] - 0.05
+    assert fast["predictor.out.weight"][1, -1] > model.predictor.out.weight[1, -1] + 0.05
+
+
 def test_harmonic_features_enter_the_model_and_are_checked():
     model = DSAMLForDynamicEmotionRecognition(small_config(harmonic_features=True)).eval()
     feats = torch.randn(1, 8, model.config.frames_per_step, model.config.num_mel_bins)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -29,6 +30,7 @@ from dsaml.alignment import AnnotationError, align, song_patches
 from dsaml.annotations import read_annotations
 from dsaml.commands.personalize import main
 from dsaml.personalize import personalize_audio, personalize_song
+from dsaml.shrinkage import READ_OUT
 
 SR = 22050
 SECONDS = 6.0  # 12 steps = one window
@@ -119,31 +121,65 @@ def test_personalization_lowers_support_loss_and_changes_only_adapted(base, extr
     assert all(torch.equal(again.fast_weights[n], full.fast_weights[n]) for n in full.fast_weights)
 
 
-def test_the_do_no_harm_rule_keeps_the_base_when_the_step_hurts_and_otherwise_scales_it(extractor, songs):
-    from dsaml.shrinkage import SHRINKAGE_GRID, split_in_time
+def test_the_do_no_harm_rule_keeps_the_base_when_the_step_hurts_and_otherwise_blends_each_dimension(extractor,
+                                                                                                     songs):
+    from dsaml.alignment import AlignedSong
+    from dsaml.shrinkage import SHRINKAGE_GRID, fold_per_dimension, split_in_time
 
-    careful = _model(adaptation_holdout=1 / 3)  # the same weights as _model(): only the rule differs
+    careful = _model(adaptation_holdout=1 / 3, adapted_parameters=["predictor.dense", "predictor.out"])
     base_params = dict(careful.named_parameters())
     harmful = personalize_audio(careful, extractor, *songs["alice"], user="alice", lr=50.0)
     mse = harmful.info["held_out_mse"]
-    assert harmful.info["held_out_steps"] == 4 and mse["0"] < mse["1"]  # the last 4 of 12 steps judge
-    assert harmful.info["shrinkage"] == min(SHRINKAGE_GRID, key=lambda a: mse[f"{a:g}"]) == 0.0
+    assert harmful.info["held_out_steps"] == 4 and harmful.info["shrinkage_per_dimension"]  # last 4 of 12 steps
+    for d in range(2):
+        assert mse["0"][d] < mse["1"][d]
+        assert harmful.info["shrinkage"][d] == min(SHRINKAGE_GRID, key=lambda a: mse[f"{a:g}"][d]) == 0.0
     assert all(torch.equal(v, base_params[n]) for n, v in harmful.fast_weights.items())
-    useful = personalize_audio(careful, extractor, *songs["alice"], user="alice")
-    plain = personalize_audio(_model(), extractor, *songs["alice"], user="alice")
-    alpha = useful.info["shrinkage"]
-    assert plain.info["shrinkage"] == 1.0 and alpha in SHRINKAGE_GRID
-    assert useful.info["held_out_mse"][f"{alpha:g}"] == min(useful.info["held_out_mse"].values())
-    for name, value in useful.fast_weights.items():  # the blend of the whole-song inner loop, nothing else
-        torch.testing.assert_close(value, base_params[name] + alpha * (plain.fast_weights[name] - base_params[name]))
-    torch.testing.assert_close(dict(useful.model.named_parameters())[name], value, rtol=0, atol=0)
-    # songs too short to judge on keep the plain inner loop
-    from dsaml.alignment import AlignedSong
 
+    # a given (arousal, valence) share: the folded read-out predicts exactly the blend of the two curves
+    plain = personalize_audio(_model(adapted_parameters=["predictor.dense", "predictor.out"]), extractor,
+                              *songs["alice"], user="alice")
+    assert plain.info["shrinkage"] == [1.0, 1.0]
+    inputs = _features(extractor, songs["other"][0])
+    folded = copy.deepcopy(careful)
+    with torch.no_grad():
+        for name, value in fold_per_dimension(base_params, plain.fast_weights, (0.25, 0.75)).items():
+            dict(folded.named_parameters())[name].copy_(value)
+    before, after = _predict(careful, inputs), _predict(plain.model, inputs)
+    expected = before + torch.tensor([0.25, 0.75]) * (after - before)
+    torch.testing.assert_close(_predict(folded, inputs), expected, rtol=0, atol=1e-5)
+    assert not torch.allclose(expected[..., 0], after[..., 0], atol=1e-4)
+
+    # a single share for every weight when the inner loop adapts more than the read-out
+    wide = personalize_audio(_model(adaptation_holdout=1 / 3), extractor, *songs["alice"], user="alice", lr=50.0)
+    assert not wide.info["shrinkage_per_dimension"] and wide.info["shrinkage"] == [0.0, 0.0]
+    # songs too short to judge on keep the plain inner loop
     ten = AlignedSong("s", "a", torch.zeros(10, 3, 4), torch.zeros(10, 2), 0)
     assert split_in_time(ten, 1 / 3) is None
     begin, end = split_in_time(AlignedSong("s", "a", torch.zeros(20, 3, 4), torch.zeros(20, 2), 6), 0.3)
     assert (begin.num_steps, end.num_steps, end.start_step) == (14, 6, 20)
+
+
+@pytest.mark.parametrize("cues,adapted", [(False, READ_OUT), (True, READ_OUT), (True, READ_OUT[2:])])
+def test_folding_per_dimension_shares_is_exact(cues, adapted):
+    from dsaml.shrinkage import fold_per_dimension
+
+    torch.manual_seed(1)
+    model = _model(harmonic_features=cues, readout_cues=cues)
+    base = {n: p.detach().clone() for n, p in model.named_parameters() if n in adapted}
+    fast = {n: v + 0.3 * torch.randn_like(v) for n, v in base.items()}
+    hidden, harmonic = torch.randn(2, 9, model.config.hidden_size), torch.rand(2, 9, 38)
+
+    def head(params):
+        local = {n[len("predictor."):]: v for n, v in params.items()}
+        return torch.func.functional_call(model.predictor, local, (hidden, None, harmonic if cues else None))
+
+    alpha = torch.tensor([0.75, 0.25])
+    with torch.no_grad():
+        expected = head(base) + alpha * (head(fast) - head(base))
+        folded = fold_per_dimension(base, fast, (0.75, 0.25))
+        assert set(folded) <= set(READ_OUT)
+        torch.testing.assert_close(head({**base, **folded}), expected, rtol=0, atol=1e-5)
 
 
 def test_a_step_that_worsens_the_support_fit_is_reported(base, extractor, songs, caplog):

@@ -102,7 +102,8 @@ def _adapt_predictor(model, support, fast, *, steps: int, lr: float, second_orde
     head = {n[len(PREDICTOR):]: v for n, v in fast.items()}
     names = list(head)
     for _ in range(steps):
-        logits = functional_call(model.predictor, head, (hidden, mask), strict=False)
+        logits = functional_call(model.predictor, head, (hidden, mask, support.get("harmonic_features")),
+                                 strict=False)
         loss = model.label_loss(logits, support["labels"], mask, support.get("labels_mask"))[0]
         grads = torch.autograd.grad(loss, [head[n] for n in names], create_graph=second_order, allow_unused=True)
         head = {n: (head[n] - lr * g if g is not None else head[n]) for n, g in zip(names, grads)}
@@ -130,7 +131,7 @@ def ridge_adapt(model, support, fast, *, strength: float) -> dict[str, torch.Ten
     mask = support.get("attention_mask")
     hidden = model.dsaml.encode(support["input_features"], mask, support.get("global_input_values"),
                                 support.get("harmonic_features"))[0]
-    features = model.predictor.readout_features(hidden, mask)
+    features = model.predictor.readout_features(hidden, mask, support.get("harmonic_features"))
     keep = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
     for m in (mask, support.get("labels_mask")):
         if m is not None:

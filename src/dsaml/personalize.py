@@ -27,7 +27,7 @@ from dsaml.annotations import align_annotations, read_annotations
 from dsaml.audio import AudioError, load_audio
 from dsaml.batches import support_batch
 from dsaml.modeling import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
-from dsaml.shrinkage import blend, choose_shrinkage
+from dsaml.shrinkage import choose_shrinkage, shrink
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,8 @@ def personalize_song(
     The support song is cut into `config.window_steps` windows, batched, and `steps` SGD steps of size `lr`
     (default: the config's meta-training values) are taken on the config's `adapted_parameters`, in train mode
     under `torch.manual_seed(seed)`. With `config.adaptation_holdout > 0` the result is shrunk toward the base
-    by the do-no-harm rule (`dsaml.shrinkage`; `info["shrinkage"]` is the share of the step kept).
+    by the do-no-harm rule (`dsaml.shrinkage`; `info["shrinkage"]`: the share of the step kept for arousal and
+    valence).
     """
     config = model.config
     steps = config.adaptation_steps if steps is None else int(steps)
@@ -110,21 +111,20 @@ def personalize_song(
         return adapted_copy, {n: named[n].detach().clone() for n in params}
 
     adapted, fast = adapt_on(songs)
-    shrink, shrink_info = 1.0, {}
+    alpha, shrink_info = (1.0, 1.0), {}
     if config.adaptation_holdout > 0:  # the do-no-harm rule: how far toward `fast`, judged on the song's end
-        shrink, shrink_info = choose_shrinkage(model, songs, config.adaptation_holdout, lambda p: adapt_on(p)[1])
-        if shrink != 1.0:
-            fast = blend({n: p.detach() for n, p in params.items()}, fast, shrink)
-            with torch.no_grad():
-                named = dict(adapted.named_parameters())
-                for name, value in fast.items():
-                    named[name].copy_(value)
+        alpha, shrink_info = choose_shrinkage(model, songs, config.adaptation_holdout, lambda p: adapt_on(p)[1])
+        fast = shrink(model, fast, alpha)
+        with torch.no_grad():
+            named = dict(adapted.named_parameters())
+            for name, value in fast.items():
+                named[name].copy_(value)
     after = _support_loss(model, batch, fast)
     info = {
         "user": user, "steps": steps, "lr": lr, "seed": seed, "support_songs": [s.song_id for s in songs],
         "support_steps": int(sum(s.num_steps for s in songs)), "adapted_parameters": list(config.adapted_parameters),
         "support_loss_before": before, "support_loss_after": after, "mode": "train (dropout), fixed seed",
-        "shrinkage": shrink, **shrink_info,
+        "shrinkage": list(alpha), **shrink_info,
     }
     if after > before:
         advice = ("the ridge's squared-error fit does not lower this loss here; try a larger adaptation_ridge"
