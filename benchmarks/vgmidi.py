@@ -148,8 +148,15 @@ def personalization_figures(args, model, root) -> dict:
         "methods": method_table(listeners, args.resamples, args.seed),
         "effect": personalization_effect(listeners, args.resamples, args.seed),
         "by_musicianship": by_level,
-        "per_listener": {a: {"musicianship": level[a], **r} for a, r in sorted(records.items())},
+        "per_listener": per_listener_table(records, level),
     }
+
+
+def per_listener_table(records: dict[str, dict], level: dict) -> dict:
+    """Each listener's RMSE per method and dimension, as compact rows (the JSON stays small)."""
+    columns = [f"{m}/{d}_rmse" for m in METHODS for d in DIMENSIONS if f"{m}/rmse" in next(iter(records.values()))]
+    return {"columns": ["annotator", "musicianship", *columns],
+            "rows": [[a, level[a], *(round(r[c], 4) for c in columns)] for a, r in sorted(records.items())]}
 
 
 def dmer_figures(args, model, root) -> dict:
@@ -191,6 +198,8 @@ def interval(ci: dict, digits: int = 3) -> str:
 
 def report(figures: dict) -> str:
     """The console tables."""
+    from dsaml.evaluation import format_summary
+
     dmer, pdmer = figures["dmer"], figures["personalization"]
     lines = [f"DMER, {figures['partition']} pieces ({dmer['pieces']}, {dmer['steps']} steps) vs their crowd average:"]
     for d in DIMENSIONS:
@@ -202,6 +211,7 @@ def report(figures: dict) -> str:
     for method, scores in pdmer["methods"].items():
         lines.append(f"  {method:<7}" + "  ".join(f"{d[0].upper()} {s} {interval(scores[f'{d}_{s}'])}"
                                                   for d in DIMENSIONS for s in ("rmse", "pearson")))
+    lines.append(format_summary(pdmer["summary"], title=f"{figures['partition']} listeners (dsaml.evaluation)"))
     for d, e in pdmer["effect"].items():
         lines.append(f"  {d}: after - before RMSE {interval(e['rmse_after_minus_before'], 4)}; better for "
                      f"{e['listeners_better']}, worse for {e['listeners_worse']} "

@@ -99,3 +99,35 @@ def test_both_ways_tasks_and_personalization_effect():
     assert (effect["arousal"]["listeners_better"], effect["arousal"]["listeners_worse"],
             effect["arousal"]["listeners_worse_by_0.01"]) == (1, 2, 1)
     assert effect["valence"]["listeners_worse"] == 0 and "rmse_after_minus_crowd" not in effect["valence"]
+
+
+@pytest.mark.slow  # about 5 s on a quiet machine (the build renders 11 short pieces), 15 s on a busy one
+def test_benchmark_on_a_miniature_release(tmp_path):
+    """The whole script's figures on the VGMIDI builder's miniature release and a tiny untrained model."""
+    from argparse import Namespace
+
+    from test_datasets_vgmidi import FRACTIONS, RATE, write_release
+
+    from conftest import small_config
+    from dsaml.data import load_dmer
+    from dsaml.datasets_scripts import build_vgmidi
+    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+
+    root = build_vgmidi(write_release(tmp_path / "vgmidi"), tmp_path / "data", sample_rate=RATE,
+                        cache_dir=tmp_path / "cache", **FRACTIONS)
+    torch.manual_seed(0)
+    model = DSAMLForDynamicEmotionRecognition(small_config(
+        window_steps=4, inference_hop_steps=4, local_context_steps=2, global_context_steps=3,
+        global_context_seconds=2.0, adapted_parameters=["predictor.out"], adaptation_steps=2)).eval()
+    args = Namespace(partition="test", max_annotators=None, adaptation_steps=None, adaptation_lr=None,
+                     resamples=20, seed=0)
+    figures = bench.personalization_figures(args, model, root)
+    assert figures["tasks"] == 2 * figures["listeners"] > 0
+    assert set(figures["methods"]) == {"before", "after", "crowd", "shift", "linear"}
+    crowd = figures["methods"]["crowd"]["arousal_rmse"]["mean"]
+    assert figures["summary"]["crowd/arousal_rmse"] == pytest.approx(crowd)
+    assert sum(g["listeners"] for g in figures["by_musicianship"].values()) == figures["listeners"]
+    dmer = bench.dmer_figures(args, model, root)
+    train = load_dmer(root, split="train")
+    assert dmer["constant"]["valence"] == pytest.approx(float(np.concatenate(train["valence"]).mean()))
+    assert dmer["pieces"] == len(load_dmer(root, split="test"))
