@@ -1,5 +1,6 @@
 """Write benchmarks/RESULTS.md (markdown tables) from benchmarks/results/*.json, and the summary table between
-the `<!-- benchmarks:start -->` / `<!-- benchmarks:end -->` markers of the top-level README.md.
+the `<!-- benchmarks:start -->` / `<!-- benchmarks:end -->` markers of the top-level README.md (and the VGMIDI
+tables between its `<!-- vgmidi:start -->` / `<!-- vgmidi:end -->` markers).
 
 For each benchmark the full run's JSON is used, or the `--quick` one (marked "quick") when only that exists.
 
@@ -164,6 +165,62 @@ def accuracy_section(doc: dict) -> list[str]:
     return out + ["", source(doc), ""]
 
 
+VGMIDI_METHODS = {"before": "unpersonalized", "after": "1-shot personalized (inner loop)",
+                  "crowd": "crowd of the other listeners", "shift": "shift (support piece)",
+                  "linear": "shrunk linear (support piece)"}
+
+
+def ci(c: dict, digits: int = 3) -> str:
+    return f"{c['mean']:.{digits}f} [{c['low']:.{digits}f}, {c['high']:.{digits}f}]"
+
+
+def vgmidi_tables(doc: dict) -> list[str]:
+    """VGMIDI (`vgmidi.py`): personalization of real listeners, by musicianship, and DMER on held-out pieces;
+    the README's VGMIDI section and RESULTS.md show the same tables."""
+    f = doc["figures"]
+    p, d = f["personalization"], f["dmer"]
+    dims = ("arousal", "valence")
+    out = [f"Model `{f['model']}`; {p['listeners']} {f['partition']} listeners (both pieces {f['partition']} pieces, "
+           f"{p['pieces']} pieces), each scored twice (support one piece, query the other, and the reverse; "
+           f"{p['tasks']} tasks), {p['adaptation_steps']} inner steps at lr {p['adaptation_lr']} on "
+           f"{', '.join(p['adapted_parameters']) or 'all parameters'} (the model config's). Mean over listeners "
+           "[95 % bootstrap interval, listeners resampled].", ""]
+    rows = [[label] + [ci(p["methods"][m][f"{dim}_{s}"]) for s in ("rmse", "pearson", "ccc") for dim in dims]
+            for m, label in VGMIDI_METHODS.items() if m in p["methods"]]
+    out += table(["method", "RMSE A", "RMSE V", "r A", "r V", "CCC A", "CCC V"], rows)
+    out.append("")
+    for dim in dims:
+        e = p["effect"][dim]
+        crowd = (f"; after - crowd {ci(e['rmse_after_minus_crowd'], 4)}" if "rmse_after_minus_crowd" in e else "")
+        out.append(f"- {dim}: RMSE after - before {ci(e['rmse_after_minus_before'], 4)}{crowd}; personalization "
+                   f"better for {e['listeners_better']}, worse for {e['listeners_worse']} of {p['listeners']} "
+                   f"listeners (worse by > 0.01: {e['listeners_worse_by_0.01']})")
+    out += ["", "By musicianship (the listener's own answer, 1-5): RMSE arousal / valence.", ""]
+    rows = []
+    for level, g in p["by_musicianship"].items():
+        m = g["methods"]
+        pair = [f"{m[k]['arousal_rmse']['mean']:.3f} / {m[k]['valence_rmse']['mean']:.3f}"
+                for k in ("before", "after", "crowd") if k in m]
+        change = " / ".join(f"{g['effect'][dim]['rmse_after_minus_before']['mean']:+.4f}" for dim in dims)
+        rows.append([level, g["listeners"], *pair, change])
+    out += table(["musicianship", "listeners", "unpersonalized", "personalized", "crowd of others",
+                  "after - before"], rows)
+    out += ["", f"DMER, the unpersonalized model on the {d['pieces']} {f['partition']} pieces ({d['steps']} steps) "
+                "against their crowd average, beside a constant at the training pieces' mean "
+                f"(arousal {d['constant']['arousal']:.3f}, valence {d['constant']['valence']:.3f}); RMSE per piece "
+                "then averaged, Pearson r over all steps (pooled) and within pieces; [95 % bootstrap interval, "
+                "pieces resampled].", ""]
+    rows = [[dim, ci(d[dim]["model_rmse"]), ci(d[dim]["constant_rmse"]), ci(d[dim]["rmse_model_minus_constant"]),
+             ci(d[dim]["pooled_pearson"]), ci(d[dim]["within_piece_pearson"])] for dim in dims]
+    out += table(["dimension", "RMSE model", "RMSE constant", "model - constant", "r pooled", "r within pieces"],
+                 rows)
+    return out + ["", source(doc)]
+
+
+def vgmidi_section(doc: dict) -> list[str]:
+    return ["## Real listeners: VGMIDI (`vgmidi.py`)", "", *vgmidi_tables(doc), ""]
+
+
 def loading_section(doc: dict) -> list[str]:
     f = doc["figures"]
     out = ["## Dataset loading (`dataset_loading.py`)", "",
@@ -214,6 +271,16 @@ def readme_summary(results: Path) -> list[str]:
                      f"CCC {sm['before/ccc']:.3f} -> {sm['after/ccc']:.3f}, RMSE {sm['before/rmse']:.3f} -> "
                      f"{sm['after/rmse']:.3f} after 1-shot personalization"
                      + (f" ({gap:+.0%} of the gap to the listener oracle)" if gap is not None else "")])
+    vgmidi = load(results, "vgmidi")
+    if vgmidi:
+        f = vgmidi["figures"]
+        sm, e = f["personalization"]["methods"], f["personalization"]["effect"]
+        rows.append([f"real listeners, VGMIDI {f['partition']} ({f['personalization']['listeners']} listeners x 2 "
+                     "directions), RMSE arousal / valence",
+                     " -> ".join(f"{sm[m]['arousal_rmse']['mean']:.3f} / {sm[m]['valence_rmse']['mean']:.3f}"
+                                 for m in ("before", "after"))
+                     + f" after 1-shot personalization (crowd of the other listeners: "
+                       f"{sm['crowd']['arousal_rmse']['mean']:.3f} / {sm['crowd']['valence_rmse']['mean']:.3f})"])
     loading = load(results, "dataset_loading")
     if loading:
         f = loading["figures"]
@@ -222,8 +289,8 @@ def readme_summary(results: Path) -> list[str]:
     return table(["benchmark (CPU, 2 threads)", "result"], rows)
 
 
-def update_readme(readme: Path, lines: list[str]) -> None:
-    start, end = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
+def update_readme(readme: Path, lines: list[str], marker: str = "benchmarks") -> None:
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     text = readme.read_text()
     if start not in text or end not in text:
         raise SystemExit(f"{readme}: missing the {start} / {end} markers")
@@ -235,7 +302,7 @@ def update_readme(readme: Path, lines: list[str]) -> None:
 
 SECTIONS = [("meta_step", meta_section), ("inference", inference_section),
             ("personalization", personalization_section), ("accuracy", accuracy_section),
-            ("dataset_loading", loading_section)]
+            ("vgmidi", vgmidi_section), ("dataset_loading", loading_section)]
 
 
 def main() -> None:
@@ -266,6 +333,9 @@ def main() -> None:
     print(f"wrote {args.output}")
     if args.readme is not None:
         update_readme(args.readme, readme_summary(args.results))
+        vgmidi = load(args.results, "vgmidi")
+        if vgmidi:
+            update_readme(args.readme, vgmidi_tables(vgmidi), marker="vgmidi")
 
 
 if __name__ == "__main__":

@@ -336,3 +336,15 @@ def test_real_release_parsing_and_counts():
     assert split["pieces"] == {"train": 150, "validation": 20, "test": 30}
     assert split["listeners"] == {"train": 1970, "validation": 187, "test": 290, "mixed": 452}
     assert len(rows["dmer"]) == 200 and len(rows["records"]) == 6105 - 128
+
+
+def test_crowd_reference_of_the_other_listeners(built):
+    from dsaml.references import CrowdReferences, references_for
+
+    reference = references_for(built)
+    assert isinstance(reference, CrowdReferences) and reference.counts["A"] == 3
+    # A.mid: listener 1 rated 0.1 / 0.2 / 0.3 per measure (14 frames), listeners 6 and 7 a constant 0.6 and 0.7;
+    # the crowd counts listener 1 whether or not `pdmer` keeps them, so their others' mean is 0.65
+    own = np.repeat(np.float32([0.1] * 5 + [0.2] * 5 + [0.3] * 4)[:, None], 2, axis=1)
+    listener = type("Song", (), {"song_id": "A", "start_step": 2, "num_steps": 10, "labels": own[2:12]})
+    np.testing.assert_allclose(reference.curves([listener])["crowd"][0], np.full((10, 2), 0.65), atol=1e-6)

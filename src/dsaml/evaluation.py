@@ -10,9 +10,10 @@ the numbers the `evaluate` modules in `dsaml.metrics` give.
 
 Every result comes with its reference points, scored on the same query songs: the two recalibrations of the
 unpersonalized curve fitted on the same support song (`dsaml.recalibration`: `shift`, `linear`) and, where the
-dataset knows them (`dsaml.references`: the synthetic set), the `population` emotion and the listener `oracle`,
-so that `summarize` can give the share of the gap to the oracle each method closes. A listener evaluated with
-several support songs (`evaluation_tasks(..., support_repeats=N)`) counts once: their repeats are averaged first.
+dataset knows them (`dsaml.references`), the synthetic set's `population` emotion and listener `oracle` (so that
+`summarize` can give the share of the gap to the oracle each method closes), or VGMIDI's `crowd` (the other
+listeners' average on the query piece). A listener evaluated with several support songs
+(`evaluation_tasks(..., support_repeats=N)`) counts once: their repeats are averaged first.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dsaml.recalibration import DEFAULT_SHRINKAGE, fit_linear, fit_shift, gap_cl
 from dsaml.scores import DIMENSIONS_SCORED, score_songs
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dsaml.references import ListenerReferences
+    from dsaml.references import CrowdReferences, ListenerReferences
     from dsaml.song_store import SongStore
     from dsaml.tasks import Task
 
@@ -68,7 +69,7 @@ class TaskResult:
     after: dict[str, float]
     support_songs: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
-    references: dict[str, dict[str, float]] = field(default_factory=dict)  # shift, linear[, population, oracle]
+    references: dict[str, dict[str, float]] = field(default_factory=dict)  # shift, linear[, population, oracle | crowd]
 
     def flat(self) -> dict:
         """One flat record (a CSV row): `annotator`, ..., `before/<score>`, `after/<score>`, `shift/<score>`, ..."""
@@ -112,7 +113,8 @@ def inner_loop(*, mode: str = "full", steps: int | None = None, lr: float | None
 
 def evaluate_tasks(model, store: SongStore, tasks: Sequence[Task], personalizer: Personalizer | None, *,
                    window_steps: int | None = None, hop_steps: int | None = None, progress: bool = False,
-                   device: torch.device | str | None = None, references: ListenerReferences | None = None,
+                   device: torch.device | str | None = None,
+                   references: ListenerReferences | CrowdReferences | None = None,
                    shrinkage: float | None = None) -> list[TaskResult]:
     """For each task: score the query songs with the model as is and after personalizing on the support song(s),
     beside the reference points (module docstring; `shrinkage` of the linear recalibration).
@@ -157,10 +159,8 @@ def reference_points(model, support, query, base, labels, window, hop, reference
                                ("linear", fit_linear(support_base, support_labels, shrinkage))):
         points[name] = score_songs([recalibrate(p, coefficients) for p in base], labels)
     if references is not None:
-        points["population"] = score_songs(
-            [references.population(s.song_id, s.start_step, s.num_steps) for s in query], labels)
-        points["oracle"] = score_songs(
-            [references.oracle(s.annotator, s.song_id, s.start_step, s.num_steps) for s in query], labels)
+        for name, curves in references.curves(query).items():
+            points[name] = score_songs(curves, labels)
     return points
 
 
@@ -207,6 +207,7 @@ METHOD_LABELS = {
     "shift": "shift (support song)",
     "linear": "linear (support song)",
     "population": "population emotion",
+    "crowd": "crowd (other listeners)",
     "oracle": "listener oracle",
 }
 

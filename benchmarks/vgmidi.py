@@ -1,0 +1,254 @@
+"""Real listeners (VGMIDI): 1-shot personalization of held-out listeners, and DMER on held-out pieces.
+
+Protocol, on a VGMIDI folder built by `dsaml prepare vgmidi` (pieces split in contiguous ring blocks; a listener
+belongs to a partition when both their pieces do, so a test listener's pieces are test pieces, never trained on):
+
+- personalization (`dsaml.evaluation.evaluate_tasks`, the protocol `dsaml evaluate` runs): every listener of
+  `--partition` is scored twice, support = one of their pieces and query = the other, then the reverse; a
+  listener's figure is the mean of the two. Methods: the model as is (`before`), personalized with the model
+  config's own inner loop (`after`, `inner_loop()`), the shift and shrunk linear recalibrations fitted on the
+  support piece, and the `crowd`: the mean curve of the OTHER listeners of the query piece (the listener left
+  out; `dsaml.references.CrowdReferences`), what a perfect non-personal model could know. RMSE, Pearson r and
+  CCC per dimension; mean over listeners with a 95 % bootstrap interval (listeners resampled), overall and by
+  musicianship level (1-5, the listener's own answer).
+- DMER: the unpersonalized model on the partition's pieces against their crowd average (`dmer` config), beside a
+  constant at the training pieces' mean: RMSE (per piece, then mean over pieces), Pearson r over all steps of
+  all pieces (pooled: level differences between pieces count) and within pieces (mean of per-piece r), each
+  with a 95 % bootstrap interval over pieces.
+
+    python benchmarks/vgmidi.py --model outputs/vgmidi/best --dataset data/vgmidi
+    python benchmarks/vgmidi.py --model outputs/vgmidi/best --dataset data/vgmidi --partition validation \\
+        --adaptation-steps 10 --output /tmp/vgmidi_validation_10steps.json   # settings: validation listeners only
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+import common
+
+DIMENSIONS = ("arousal", "valence")
+SCORES = ("rmse", "pearson", "ccc")
+METHODS = ("before", "after", "crowd", "shift", "linear")
+RESAMPLES = 2000
+WORSE_BY = 0.01  # RMSE: a listener made worse by more than this counts as hurt, as in `dsaml.evaluation.summarize`
+
+
+def bootstrap_ci(items: Sequence, statistic: Callable[[list], float] = np.mean, *, resamples: int = RESAMPLES,
+                 seed: int = 0, level: float = 0.95) -> dict:
+    """`statistic` of `items` and its percentile bootstrap interval (items resampled with replacement)."""
+    items = list(items)
+    draws_of = np.random.default_rng(seed).integers(0, len(items), (resamples, len(items)))
+    if statistic is np.mean:  # the common case, vectorized
+        draws = np.asarray(items, dtype=np.float64)[draws_of].mean(axis=1)
+    else:
+        draws = [statistic([items[i] for i in row]) for row in draws_of]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return {"mean": float(statistic(items)), "low": float(low), "high": float(high), "n": len(items)}
+
+
+def pooled_pearson(pieces: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Pearson r of (prediction, reference) over every step of every piece."""
+    p = np.concatenate([x for x, _ in pieces]).astype(np.float64)
+    t = np.concatenate([y for _, y in pieces]).astype(np.float64)
+    if p.std() == 0 or t.std() == 0:
+        return 0.0  # a constant: no linear agreement (as `dsaml.scores.curve_scores`)
+    return float(np.corrcoef(p, t)[0, 1])
+
+
+def both_ways_tasks(groups: dict[str, list[int]], seed: int) -> list:
+    """Per listener, one task per piece as the support, the listener's other piece(s) as the query."""
+    import zlib
+
+    from dsaml.tasks import Task
+
+    tasks = []
+    for name in sorted(groups):
+        rows = [int(i) for i in groups[name]]
+        for k, support in enumerate(rows):
+            task_seed = int(np.random.default_rng([seed, zlib.crc32(name.encode()), k]).integers(0, 2**63 - 1))
+            tasks.append(Task(name, (support,), tuple(r for r in rows if r != support), task_seed, len(tasks)))
+    return tasks
+
+
+def listener_records(results) -> dict[str, dict[str, float]]:
+    """annotator -> the mean of their tasks' flat scores (every listener weighs the same)."""
+    by_annotator: dict[str, list[dict]] = {}
+    for result in results:
+        by_annotator.setdefault(result.annotator, []).append(result.flat())
+    out = {}
+    for name, rows in by_annotator.items():
+        keys = [k for k, v in rows[0].items() if "/" in k and isinstance(v, (int, float))
+                and not k.startswith("support_")]
+        out[name] = {k: float(np.mean([r[k] for r in rows])) for k in keys}
+    return out
+
+
+def method_table(records: Sequence[dict], resamples: int, seed: int) -> dict:
+    """method -> `<dimension>_<score>` -> mean and 95 % interval over listeners."""
+    table = {}
+    for method in METHODS:
+        if f"{method}/rmse" not in records[0]:
+            continue
+        table[method] = {f"{d}_{s}": bootstrap_ci([r[f"{method}/{d}_{s}"] for r in records], resamples=resamples,
+                                                  seed=seed)
+                         for d in DIMENSIONS for s in SCORES}
+    return table
+
+
+def personalization_effect(records: Sequence[dict], resamples: int, seed: int) -> dict:
+    """Per dimension: the mean RMSE change after - before (and after - crowd) with intervals, and how many
+    listeners personalization made better, worse, worse by more than `WORSE_BY`."""
+    out = {}
+    for d in DIMENSIONS:
+        change = [r[f"after/{d}_rmse"] - r[f"before/{d}_rmse"] for r in records]
+        out[d] = {"rmse_after_minus_before": bootstrap_ci(change, resamples=resamples, seed=seed),
+                  "listeners_better": int(sum(c < 0 for c in change)),
+                  "listeners_worse": int(sum(c > 0 for c in change)),
+                  f"listeners_worse_by_{WORSE_BY}": int(sum(c > WORSE_BY for c in change))}
+        if f"crowd/{d}_rmse" in records[0]:
+            out[d]["rmse_after_minus_crowd"] = bootstrap_ci(
+                [r[f"after/{d}_rmse"] - r[f"crowd/{d}_rmse"] for r in records], resamples=resamples, seed=seed)
+    return out
+
+
+def personalization_figures(args, model, root) -> dict:
+    """Every listener of the partition, both ways, through `dsaml.evaluation`; means, intervals, by level."""
+    from dsaml.data import annotator_songs, dataset_metadata, load_pdmer
+    from dsaml.evaluation import evaluate_tasks, inner_loop, summarize
+    from dsaml.references import references_for
+    from dsaml.song_store import SongStore
+
+    rows = load_pdmer(root, "pdmer_flat", split=args.partition)
+    store = SongStore(rows, root, model.config, dataset_metadata(root).get("value_range", (-1.0, 1.0)))
+    groups = annotator_songs(rows)
+    if args.max_annotators:
+        groups = {a: groups[a] for a in sorted(groups)[: args.max_annotators]}
+    tasks = both_ways_tasks(groups, args.seed)
+    personalizer = inner_loop(steps=args.adaptation_steps, lr=args.adaptation_lr)
+    results = evaluate_tasks(model, store, tasks, personalizer, progress=True, references=references_for(root))
+    records = listener_records(results)
+    level = {a: json.loads(rows[groups[a][0]]["annotator_info"]).get("musicianship") for a in groups}
+    by_level = {}
+    for value in sorted({v for v in level.values() if v is not None}):
+        chosen = [records[a] for a in records if level[a] == value]
+        by_level[str(value)] = {"listeners": len(chosen), "methods": method_table(chosen, args.resamples, args.seed),
+                                "effect": personalization_effect(chosen, args.resamples, args.seed)}
+    listeners = list(records.values())
+    return {
+        "listeners": len(records), "tasks": len(results), "pieces": len(set(rows["song_id"])),
+        "adaptation_steps": args.adaptation_steps or model.config.adaptation_steps,
+        "adaptation_lr": args.adaptation_lr or model.config.adaptation_lr,
+        "adapted_parameters": list(model.config.adapted_parameters),
+        "summary": summarize(results),
+        "methods": method_table(listeners, args.resamples, args.seed),
+        "effect": personalization_effect(listeners, args.resamples, args.seed),
+        "by_musicianship": by_level,
+        "per_listener": per_listener_table(records, level),
+    }
+
+
+def per_listener_table(records: dict[str, dict], level: dict) -> dict:
+    """Each listener's RMSE per method and dimension, as compact rows (the JSON stays small)."""
+    columns = [f"{m}/{d}_rmse" for m in METHODS for d in DIMENSIONS if f"{m}/rmse" in next(iter(records.values()))]
+    return {"columns": ["annotator", "musicianship", *columns],
+            "rows": [[a, level[a], *(round(r[c], 4) for c in columns)] for a, r in sorted(records.items())]}
+
+
+def dmer_figures(args, model, root) -> dict:
+    """The model as is and the training mean on the partition's pieces, against their crowd average."""
+    from dsaml.data import dataset_metadata, load_dmer
+    from dsaml.evaluation import predict_songs
+    from dsaml.scores import curve_scores
+    from dsaml.song_store import SongStore
+
+    splits = load_dmer(root)
+    train = splits["train"]
+    constant = [float(np.concatenate(train[d]).mean()) for d in DIMENSIONS]  # over every step of every piece
+    rows = splits[args.partition]
+    store = SongStore(rows, root, model.config, dataset_metadata(root).get("value_range", (-1.0, 1.0)))
+    songs = store.songs(range(len(rows)))
+    predictions = predict_songs(model, songs, model.config.window_steps, model.config.inference_hop_steps)
+    out = {"pieces": len(songs), "steps": int(sum(s.num_steps for s in songs)),
+           "constant": dict(zip(DIMENSIONS, constant))}
+    for i, d in enumerate(DIMENSIONS):
+        pairs = [(p[:, i], s.labels[:, i].numpy()) for p, s in zip(predictions, songs)]
+        model_scores = [curve_scores(p, t) for p, t in pairs]
+        flat_scores = [curve_scores(np.full_like(t, constant[i]), t) for _, t in pairs]
+        ci = dict(resamples=args.resamples, seed=args.seed)
+        out[d] = {
+            "model_rmse": bootstrap_ci([s["rmse"] for s in model_scores], **ci),
+            "constant_rmse": bootstrap_ci([s["rmse"] for s in flat_scores], **ci),
+            "rmse_model_minus_constant": bootstrap_ci(
+                [m["rmse"] - c["rmse"] for m, c in zip(model_scores, flat_scores)], **ci),
+            "pooled_pearson": bootstrap_ci(pairs, pooled_pearson, **ci),
+            "within_piece_pearson": bootstrap_ci([s["pearson"] for s in model_scores], **ci),
+            "model_ccc": bootstrap_ci([s["ccc"] for s in model_scores], **ci),
+        }
+    return out
+
+
+def interval(ci: dict, digits: int = 3) -> str:
+    return f"{ci['mean']:.{digits}f} [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
+
+
+def report(figures: dict) -> str:
+    """The console tables."""
+    from dsaml.evaluation import format_summary
+
+    dmer, pdmer = figures["dmer"], figures["personalization"]
+    lines = [f"DMER, {figures['partition']} pieces ({dmer['pieces']}, {dmer['steps']} steps) vs their crowd average:"]
+    for d in DIMENSIONS:
+        f = dmer[d]
+        lines.append(f"  {d:<8} RMSE model {interval(f['model_rmse'])} constant {interval(f['constant_rmse'])}  "
+                     f"pooled r {interval(f['pooled_pearson'])}  within-piece r {interval(f['within_piece_pearson'])}")
+    lines.append(f"personalization, {pdmer['listeners']} {figures['partition']} listeners x 2 directions "
+                 f"({pdmer['adaptation_steps']} inner steps at lr {pdmer['adaptation_lr']}):")
+    for method, scores in pdmer["methods"].items():
+        lines.append(f"  {method:<7}" + "  ".join(f"{d[0].upper()} {s} {interval(scores[f'{d}_{s}'])}"
+                                                  for d in DIMENSIONS for s in ("rmse", "pearson")))
+    lines.append(format_summary(pdmer["summary"], title=f"{figures['partition']} listeners (dsaml.evaluation)"))
+    for d, e in pdmer["effect"].items():
+        lines.append(f"  {d}: after - before RMSE {interval(e['rmse_after_minus_before'], 4)}; better for "
+                     f"{e['listeners_better']}, worse for {e['listeners_worse']} "
+                     f"(by > {WORSE_BY}: {e[f'listeners_worse_by_{WORSE_BY}']})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = common.parser(__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="a trained model folder, e.g. outputs/vgmidi/best")
+    p.add_argument("--dataset", required=True, help="a VGMIDI folder built by `dsaml prepare vgmidi`")
+    p.add_argument("--partition", default="test", choices=("test", "validation"))
+    p.add_argument("--max-annotators", type=int, default=None)
+    p.add_argument("--adaptation-steps", type=int, default=None,
+                   help="inner steps (default: the model config's); compare settings on --partition validation")
+    p.add_argument("--adaptation-lr", type=float, default=None, help="inner learning rate (default: the config's)")
+    p.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    common.setup(args.threads)
+    if args.quick:
+        args.max_annotators = args.max_annotators or 8
+        args.resamples = min(args.resamples, 200)
+    import datasets
+
+    from dsaml.data import dataset_root
+    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+
+    datasets.disable_progress_bars()
+    model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.model).eval()
+    root = dataset_root(args.dataset)
+    figures = {"model": args.model, "dataset": args.dataset, "partition": args.partition,
+               "dmer": dmer_figures(args, model, root), "personalization": personalization_figures(args, model, root)}
+    print(report(figures))
+    name = "vgmidi" if args.partition == "test" else f"vgmidi_{args.partition}"
+    common.write_result(name, figures, args=args, path=args.output)
+
+
+if __name__ == "__main__":
+    main()
