@@ -350,6 +350,16 @@ def test_readout_cues_reach_the_output_layer_and_the_inner_loop_can_flip_them():
     fast = adapt(model, support)
     assert fast["predictor.out.weight"][1, -2] < model.predictor.out.weight[1, -2] - 0.05
     assert fast["predictor.out.weight"][1, -1] > model.predictor.out.weight[1, -1] + 0.05
+    # the closed-form inner loop reads the cues too: with a weak pull toward the meta-learned layer one song
+    # (80 steps, more than the 34 features read) sets the listener's inverted mode weights
+    model.config.adaptation_method, model.config.adaptation_ridge = "ridge", 1e-4
+    feats = torch.randn(1, 80, model.config.frames_per_step, model.config.num_mel_bins)
+    harmonic = torch.rand(1, 80, 38)
+    quality = readout_cues(harmonic)[..., 0] - readout_cues(harmonic)[..., 1]
+    labels = torch.stack([torch.zeros(1, 80), -0.8 * quality], dim=-1)
+    ridge = adapt(model, {"input_features": feats, "harmonic_features": harmonic, "labels": labels})
+    major, minor = ridge["predictor.out.weight"][1, -2:]
+    assert major < -0.6 and minor > 0.6, (major, minor)
 
 
 def test_harmonic_features_enter_the_model_and_are_checked():
