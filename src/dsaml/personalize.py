@@ -102,11 +102,11 @@ def personalize_song(
     params = adaptable_parameters(model)
     before = _support_loss(model, batch, params)
 
-
     def adapt_on(parts: Sequence[AlignedSong]) -> tuple[DSAMLForDynamicEmotionRecognition, dict[str, torch.Tensor]]:
         # the inner loop of meta-training (train mode, seeded dropout) on a copy
         with torch.enable_grad():
-            adapted_copy = personalized_copy(model, support_batch(parts, config.window_steps), steps=steps, lr=lr, seed=seed)
+            adapted_copy = personalized_copy(model, support_batch(parts, config.window_steps), steps=steps, lr=lr,
+                                             seed=seed)
         named = dict(adapted_copy.named_parameters())
         return adapted_copy, {n: named[n].detach().clone() for n in params}
 

@@ -25,7 +25,7 @@ from dsaml.alignment import AlignedSong
 from dsaml.batches import collate
 
 __all__ = ["MIN_HELD_OUT_STEPS", "SHRINKAGE_GRID", "blend", "choose_shrinkage", "fold_per_dimension",
-           "reads_out_linearly", "split_in_time"]
+           "reads_out_linearly", "shrink", "split_in_time"]
 
 SHRINKAGE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 MIN_HELD_OUT_STEPS = 4  # 2 s: fewer held-out steps say nothing about a blend
