@@ -300,7 +300,7 @@ def test_labels_only_and_clear_errors(release, tmp_path, capsys):
     capsys.readouterr()
     assert prepare_main(["vgmidi", "--source", str(tmp_path / "nowhere"), "--output", str(tmp_path / "y")]) == 1
     error = capsys.readouterr().err.strip()
-    assert error.startswith("dsaml prepare: VGMIDI release not found under") and "\n" not in error
+    assert error.startswith("dsaml prepare: error: VGMIDI release not found under") and "\n" not in error
     assert not (tmp_path / "y").exists()  # nothing written for a source that is not there
     with pytest.raises(DatasetBuildError, match="entry piece9_7: no usable piece piece9: names a piece missing"):
         build_vgmidi(release, tmp_path / "strict", render_audio=False, strict=True)
