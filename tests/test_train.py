@@ -132,7 +132,10 @@ def test_two_cpu_processes_match_one(run, cache, tmp_path):
            "--main_process_port", str(_free_port()), "-m", "dsaml.train", "--config", "synthetic_tiny",
            "--output_dir", str(two), "--no_progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    if proc.returncode != 0:  # show the process that failed first, not only the other rank's broken barrier
+        lines = proc.stderr.splitlines()
+        first = [line for line in lines if "[rank1]" in line or "Error" in line][:60]
+        pytest.fail("the 2-process run failed:\n" + "\n".join(first + ["..."] + lines[-30:]))
     assert "test (" in proc.stdout and "after  personalization" in proc.stdout
     lines = proc.stdout.splitlines()
     assert [line.split(" |")[0] for line in lines if line.startswith("step ")] == ["step 2", "step 4"]  # main only
