@@ -14,7 +14,6 @@ Several users share one base: `load_personalized(model_dir, adapters_dir, user)`
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import json
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from dsaml.files import make_readable
-from dsaml.storage import check_target, check_user, folder_lock, write_folder
+from dsaml.storage import check_target, check_user, reading, write_folder
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -324,17 +323,10 @@ def check_adapter(model: nn.Module, folder: str | os.PathLike, user: str | None 
 def add_user(peft_model, adapters_dir: str | os.PathLike, user: str, *, allow_unverified: bool = False):
     """Load one more user's adapter onto a PEFT model (checked against its base) without activating it."""
     folder, user = _adapter_folder(adapters_dir, user)
-    with _reading(folder):
+    with reading(folder):
         check_adapter(peft_model, folder, user, allow_unverified=allow_unverified)
         peft_model.load_adapter(str(folder), adapter_name=user)
     return peft_model
-
-
-def _reading(folder: Path):
-    """The writers' lock of `folder` while it is read, where a dsaml writer has ever made one (so reading
-    creates no file); a folder written once and never replaced needs none: its rename into place is atomic."""
-    lock = folder.parent / f".{folder.name}.lock"
-    return folder_lock(folder) if lock.is_file() else contextlib.nullcontext()
 
 
 def load_personalized(model_dir: str | os.PathLike, adapter_dir: str | os.PathLike | None = None,
@@ -354,7 +346,7 @@ def load_personalized(model_dir: str | os.PathLike, adapter_dir: str | os.PathLi
             raise UnknownUserError(f"user {user!r} given without an adapter folder (--adapter_dir)")
         return model.eval()
     folder, user = _adapter_folder(adapter_dir, user)
-    with _reading(folder):
+    with reading(folder):
         check_adapter(model, folder, user, allow_unverified=allow_unverified)
         peft_model = PeftModel.from_pretrained(model, str(folder), adapter_name=user)
     return peft_model.eval()

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dsaml.alignment import AlignedSong
-from dsaml.batches import collate
+from dsaml.evaluation import predict_songs
 
 __all__ = ["MIN_HELD_OUT_STEPS", "SHRINKAGE_GRID", "blend", "choose_shrinkage", "fold_per_dimension",
            "reads_out_linearly", "shrink", "split_in_time"]
@@ -102,18 +102,11 @@ def _predictions(model, params: Mapping[str, torch.Tensor], songs: Sequence[Alig
     named = dict(model.named_parameters())
     saved = {n: named[n].detach().clone() for n in params}
     was_training = model.training
-    model.eval()
     try:
         for name, value in params.items():
             named[name].copy_(value)
-        out = []
-        for song in songs:
-            batch = collate([song])
-            pred = model.predict_long(batch["input_features"], global_input_values=batch.get("global_input_values"),
-                                      harmonic_features=batch.get("harmonic_features"),
-                                      window_steps=config.window_steps, hop_steps=config.inference_hop_steps)[0]
-            out.append(pred.double().cpu().numpy())
-        return out
+        preds = predict_songs(model, songs, config.window_steps, config.inference_hop_steps)
+        return [p.astype(np.float64) for p in preds]
     finally:
         for name, value in saved.items():
             named[name].copy_(value)

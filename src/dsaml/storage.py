@@ -13,6 +13,7 @@ it is restricted to a small portable alphabet, checked before any work is done.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from pathlib import Path
 from dsaml.files import check_output_folder, current_umask
 
 __all__ = ["USER_NAME_RULE", "FolderExistsError", "UserNameError", "check_target", "check_user", "folder_lock",
-           "write_folder"]
+           "reading", "write_folder"]
 
 USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 USER_NAME_RULE = "1 to 64 letters, digits, '_' or '-', starting with a letter or digit"
@@ -49,13 +50,24 @@ def check_user(user: str) -> str:
     return user
 
 
+def _lock_path(folder: Path) -> Path:
+    return folder.parent / f".{folder.name}.lock"
+
+
 def folder_lock(folder: str | os.PathLike):
     """The lock serializing writers (and readers) of `folder`: a hidden `.<name>.lock` file beside it."""
     from filelock import FileLock
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(folder.parent / f".{folder.name}.lock"), timeout=LOCK_TIMEOUT)
+    return FileLock(str(_lock_path(folder)), timeout=LOCK_TIMEOUT)
+
+
+def reading(folder: str | os.PathLike):
+    """The writers' lock of `folder` while it is read, where a writer has ever made one (so reading creates no
+    file); a folder written once and never replaced needs none: its rename into place is atomic."""
+    folder = Path(folder)
+    return folder_lock(folder) if _lock_path(folder).is_file() else contextlib.nullcontext()
 
 
 def check_target(folder: str | os.PathLike, *, overwrite: bool, what: str = "folder") -> Path:
