@@ -24,40 +24,16 @@ belongs to a partition when both their pieces do, so a test listener's pieces ar
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 import common
+from dmer import DIMENSIONS, RESAMPLES, bootstrap_ci, dmer_figures, format_dmer, interval, pooled_pearson  # noqa: F401  (tests use them here)
 
-DIMENSIONS = ("arousal", "valence")
 SCORES = ("rmse", "pearson", "ccc")
 METHODS = ("before", "after", "crowd", "shift", "linear")
-RESAMPLES = 2000
 WORSE_BY = 0.01  # RMSE: a listener made worse by more than this counts as hurt, as in `dsaml.evaluation.summarize`
-
-
-def bootstrap_ci(items: Sequence, statistic: Callable[[list], float] = np.mean, *, resamples: int = RESAMPLES,
-                 seed: int = 0, level: float = 0.95) -> dict:
-    """`statistic` of `items` and its percentile bootstrap interval (items resampled with replacement)."""
-    items = list(items)
-    draws_of = np.random.default_rng(seed).integers(0, len(items), (resamples, len(items)))
-    if statistic is np.mean:  # the common case, vectorized
-        draws = np.asarray(items, dtype=np.float64)[draws_of].mean(axis=1)
-    else:
-        draws = [statistic([items[i] for i in row]) for row in draws_of]
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(draws, [tail, 100 - tail])
-    return {"mean": float(statistic(items)), "low": float(low), "high": float(high), "n": len(items)}
-
-
-def pooled_pearson(pieces: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
-    """Pearson r of (prediction, reference) over every step of every piece."""
-    p = np.concatenate([x for x, _ in pieces]).astype(np.float64)
-    t = np.concatenate([y for _, y in pieces]).astype(np.float64)
-    if p.std() == 0 or t.std() == 0:
-        return 0.0  # a constant: no linear agreement (as `dsaml.scores.curve_scores`)
-    return float(np.corrcoef(p, t)[0, 1])
 
 
 def both_ways_tasks(groups: dict[str, list[int]], seed: int) -> list:
@@ -159,53 +135,12 @@ def per_listener_table(records: dict[str, dict], level: dict) -> dict:
             "rows": [[a, level[a], *(round(r[c], 4) for c in columns)] for a, r in sorted(records.items())]}
 
 
-def dmer_figures(args, model, root) -> dict:
-    """The model as is and the training mean on the partition's pieces, against their crowd average."""
-    from dsaml.data import dataset_metadata, load_dmer
-    from dsaml.evaluation import predict_songs
-    from dsaml.scores import curve_scores
-    from dsaml.song_store import SongStore
-
-    splits = load_dmer(root)
-    train = splits["train"]
-    constant = [float(np.concatenate(train[d]).mean()) for d in DIMENSIONS]  # over every step of every piece
-    rows = splits[args.partition]
-    store = SongStore(rows, root, model.config, dataset_metadata(root).get("value_range", (-1.0, 1.0)))
-    songs = store.songs(range(len(rows)))
-    predictions = predict_songs(model, songs, model.config.window_steps, model.config.inference_hop_steps)
-    out = {"pieces": len(songs), "steps": int(sum(s.num_steps for s in songs)),
-           "constant": dict(zip(DIMENSIONS, constant))}
-    for i, d in enumerate(DIMENSIONS):
-        pairs = [(p[:, i], s.labels[:, i].numpy()) for p, s in zip(predictions, songs)]
-        model_scores = [curve_scores(p, t) for p, t in pairs]
-        flat_scores = [curve_scores(np.full_like(t, constant[i]), t) for _, t in pairs]
-        ci = dict(resamples=args.resamples, seed=args.seed)
-        out[d] = {
-            "model_rmse": bootstrap_ci([s["rmse"] for s in model_scores], **ci),
-            "constant_rmse": bootstrap_ci([s["rmse"] for s in flat_scores], **ci),
-            "rmse_model_minus_constant": bootstrap_ci(
-                [m["rmse"] - c["rmse"] for m, c in zip(model_scores, flat_scores)], **ci),
-            "pooled_pearson": bootstrap_ci(pairs, pooled_pearson, **ci),
-            "within_piece_pearson": bootstrap_ci([s["pearson"] for s in model_scores], **ci),
-            "model_ccc": bootstrap_ci([s["ccc"] for s in model_scores], **ci),
-        }
-    return out
-
-
-def interval(ci: dict, digits: int = 3) -> str:
-    return f"{ci['mean']:.{digits}f} [{ci['low']:.{digits}f}, {ci['high']:.{digits}f}]"
-
-
 def report(figures: dict) -> str:
     """The console tables."""
     from dsaml.evaluation import format_summary
 
-    dmer, pdmer = figures["dmer"], figures["personalization"]
-    lines = [f"DMER, {figures['partition']} pieces ({dmer['pieces']}, {dmer['steps']} steps) vs their crowd average:"]
-    for d in DIMENSIONS:
-        f = dmer[d]
-        lines.append(f"  {d:<8} RMSE model {interval(f['model_rmse'])} constant {interval(f['constant_rmse'])}  "
-                     f"pooled r {interval(f['pooled_pearson'])}  within-piece r {interval(f['within_piece_pearson'])}")
+    pdmer = figures["personalization"]
+    lines = [format_dmer(figures["dmer"], figures["partition"])]
     lines.append(f"personalization, {pdmer['listeners']} {figures['partition']} listeners x 2 directions "
                  f"({pdmer['adaptation_steps']} inner steps at lr {pdmer['adaptation_lr']}):")
     for method, scores in pdmer["methods"].items():
