@@ -9,6 +9,8 @@ It needs a trained model:
 
     dsaml train --config synthetic_small --output_dir outputs/synthetic_small
     python benchmarks/accuracy.py --model outputs/synthetic_small/best
+    python benchmarks/accuracy.py --model outputs/synthetic_small/best --partition test_unseen
+    python benchmarks/accuracy.py --model outputs/synthetic_long/best --label long   # the longer config
     python benchmarks/accuracy.py --model outputs/synthetic_small/best --quick   # 3 annotators, 2 query songs
 
 `--untrained` evaluates a randomly initialised small model instead (a smoke test of the script, not a figure).
@@ -38,6 +40,9 @@ def main() -> None:
     p.add_argument("--max-annotators", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--untrained", action="store_true", help="random small model (smoke test only)")
+    p.add_argument("--label", default=None,
+                   help="which config trained the model, e.g. `long`: results go to accuracy_<label>[_<partition>].json "
+                        "(default accuracy[_<partition>].json, the README main job's)")
     args = p.parse_args()
     if not args.model and not args.untrained:
         print("accuracy.py needs a trained model: run\n"
@@ -53,8 +58,14 @@ def main() -> None:
     from dsaml.evaluation import format_summary
 
     print(format_summary(figures["summary"], title=args.partition))
-    common.write_result("accuracy" if not args.untrained else "accuracy_untrained_smoke", figures, args=args,
-                        path=args.output)
+    common.write_result(result_name(args), figures, args=args, path=args.output)
+
+
+def result_name(args) -> str:
+    if args.untrained:
+        return "accuracy_untrained_smoke"
+    parts = ["accuracy", args.label, None if args.partition == "test" else args.partition]
+    return "_".join(x for x in parts if x)
 
 
 def evaluate(args):
@@ -102,7 +113,7 @@ def summarize_figures(args, model, results) -> dict:
                                       "min": float(values.min()), "max": float(values.max())}
     summary = summarize(results)
     return {
-        "model": args.model or "untrained small model (smoke test)", "dataset": args.dataset,
+        "model": args.model or "untrained small model (smoke test)", "label": args.label, "dataset": args.dataset,
         "partition": args.partition, "annotators": summary["annotators"], "tasks": len(records),
         "support_repeats": args.support_repeats, "summary": summary,
         "adaptation_steps": model.config.adaptation_steps, "adaptation_lr": model.config.adaptation_lr,

@@ -1,6 +1,7 @@
 """Write benchmarks/RESULTS.md (markdown tables) from benchmarks/results/*.json, and the summary table between
 the `<!-- benchmarks:start -->` / `<!-- benchmarks:end -->` markers of the top-level README.md (and the VGMIDI
-tables between its `<!-- vgmidi:start -->` / `<!-- vgmidi:end -->` markers).
+tables between its `<!-- vgmidi:start -->` / `<!-- vgmidi:end -->` markers, and every config's personalization
+tables between `<!-- accuracy:start -->` / `<!-- accuracy:end -->`).
 
 For each benchmark the full run's JSON is used, or the `--quick` one (marked "quick") when only that exists.
 
@@ -141,15 +142,23 @@ def personalization_section(doc: dict) -> list[str]:
     return out + ["", source(doc), ""]
 
 
-def accuracy_section(doc: dict) -> list[str]:
-    f = doc["figures"]
+PARTITION_ORDER = ("test", "test_unseen", "validation")
+
+
+def accuracy_docs(results: Path) -> list[dict]:
+    """Every full `accuracy.py` run: the main job's first, then each `--label`; test, unseen songs, validation."""
+    docs = [json.loads(f.read_text()) for f in sorted(results.glob("accuracy*.json"))
+            if not f.stem.endswith(("_quick", "_smoke"))]
+    def key(doc):
+        f = doc["figures"]
+        part = f["partition"]
+        return (f.get("label") or "", PARTITION_ORDER.index(part) if part in PARTITION_ORDER else 9)
+    return sorted(docs, key=key)
+
+
+def accuracy_table(f: dict) -> list[str]:
+    """Before / after / reference rows with the gap closed, and how many listeners got worse."""
     summary = f["summary"]
-    out = ["## Accuracy on synthetic PDMER (`accuracy.py`)", "",
-           f"Model `{f['model']}`, `{f['dataset']}` {f['partition']} partition (held-out listeners): "
-           f"{f['annotators']} listeners x {f['support_repeats']} support songs ({f['tasks']} tasks), every other "
-           f"song of the listener as query, {f['adaptation_steps']} inner steps at lr {f['adaptation_lr']}. "
-           "A listener's score is the mean over their support songs; the table gives the mean over listeners "
-           "and the share of the gap to the listener oracle each method closes.", ""]
     rows = []
     for method in ("before", "after", "shift", "linear", "population", "oracle"):
         if f"{method}/rmse" not in summary:
@@ -158,11 +167,54 @@ def accuracy_section(doc: dict) -> list[str]:
                          if f"gap_closed/{method}/{d}" in summary)
         rows.append([method] + [f"{summary[f'{method}/{k}']:.3f}" for k in
                                 ("rmse", "arousal_rmse", "valence_rmse", "pearson", "ccc")] + [gap or "-"])
-    out += table(["method", "RMSE", "arousal RMSE", "valence RMSE", "PCC", "CCC", "gap closed A / V / all"], rows)
-    out += ["", f"Listeners improved by personalization: CCC {f['annotators_ccc_improved']}/{f['annotators']}, "
-                f"RMSE {f['annotators_rmse_improved']}/{f['annotators']}; RMSE worse by more than 0.01: "
-                f"{summary['annotators_rmse_worse']}/{f['annotators']}."]
-    return out + ["", source(doc), ""]
+    out = table(["method", "RMSE", "arousal RMSE", "valence RMSE", "PCC", "CCC", "gap closed A / V / all"], rows)
+    return out + ["", f"Listeners improved by personalization: CCC {f['annotators_ccc_improved']}/{f['annotators']}, "
+                      f"RMSE {f['annotators_rmse_improved']}/{f['annotators']}; RMSE worse by more than 0.01: "
+                      f"{summary['annotators_rmse_worse']}/{f['annotators']}."]
+
+
+def accuracy_protocol(f: dict) -> str:
+    query = f"up to {f['max_query_songs']}" if f["max_query_songs"] else "every other"
+    return (f"`{f['dataset']}` {f['partition']} partition (held-out listeners): {f['annotators']} listeners x "
+            f"{f['support_repeats']} support songs ({f['tasks']} tasks), {query} song of the listener as query; "
+            "a listener's score is the mean over their support songs, the table the mean over listeners.")
+
+
+def accuracy_title(f: dict) -> str:
+    return f"{f.get('label') or 'main job'} model, {f['partition']} listeners"
+
+
+def accuracy_section(doc: dict) -> list[str]:
+    f = doc["figures"]
+    out = [f"## Accuracy on synthetic PDMER (`accuracy.py`): {accuracy_title(f)}", "",
+           f"Model `{f['model']}`; {accuracy_protocol(f)} The share of the gap to the listener oracle each method "
+           "closes is per dimension.", ""]
+    return out + accuracy_table(f) + ["", source(doc), ""]
+
+
+def dmer_lines(doc: dict | None) -> list[str]:
+    if doc is None:
+        return []
+    f, d = doc["figures"], doc["figures"]["dmer"]
+    dims = ("arousal", "valence")
+    return [f"DMER, the unpersonalized model on the {d['pieces']} {f['partition']} songs of `dmer` (their averaged "
+            "labels): " + "; ".join(f"{dim} pooled r {ci(d[dim]['pooled_pearson'])}, RMSE {ci(d[dim]['model_rmse'])} "
+                                     f"(constant {d[dim]['constant_rmse']['mean']:.3f})" for dim in dims)
+            + f" [95 % bootstrap interval over songs; `dmer.py`]."]
+
+
+def accuracy_readme(results: Path) -> list[str]:
+    """The README's personalization tables: every config's model on every partition, with the DMER line."""
+    out = []
+    for doc in accuracy_docs(results):
+        f = doc["figures"]
+        out += [f"**{accuracy_title(f)}** (`{f['model']}`). {accuracy_protocol(f)}", ""]
+        out += accuracy_table(f) + [""]
+        if f["partition"] == "test":
+            dmer = dmer_lines(load(results, "_".join(x for x in ("dmer", f.get("label")) if x)))
+            out += dmer + [""] * bool(dmer)
+        out += [source(doc), ""]
+    return out
 
 
 VGMIDI_METHODS = {"before": "unpersonalized", "after": "1-shot personalized (inner loop)",
@@ -301,8 +353,8 @@ def update_readme(readme: Path, lines: list[str], marker: str = "benchmarks") ->
 
 
 SECTIONS = [("meta_step", meta_section), ("inference", inference_section),
-            ("personalization", personalization_section), ("accuracy", accuracy_section),
-            ("vgmidi", vgmidi_section), ("dataset_loading", loading_section)]
+            ("personalization", personalization_section), ("vgmidi", vgmidi_section),
+            ("dataset_loading", loading_section)]
 
 
 def main() -> None:
@@ -327,12 +379,16 @@ def main() -> None:
             missing.append(name)
             continue
         lines += render(doc)
+    for doc in accuracy_docs(args.results):
+        lines += accuracy_section(doc)
     if missing:
         lines += ["Not yet measured: " + ", ".join(f"`{m}.py`" for m in missing) + ".", ""]
     args.output.write_text("\n".join(lines))
     print(f"wrote {args.output}")
     if args.readme is not None:
         update_readme(args.readme, readme_summary(args.results))
+        if accuracy_docs(args.results):
+            update_readme(args.readme, accuracy_readme(args.results), marker="accuracy")
         vgmidi = load(args.results, "vgmidi")
         if vgmidi:
             update_readme(args.readme, vgmidi_tables(vgmidi), marker="vgmidi")

@@ -192,9 +192,13 @@ def test_command_line_overrides():
 
 
 def test_shipped_configs_load():
-    for name in ("synthetic_small", "synthetic_tiny", "deam_pdmer", "deam_dmer"):
+    for name in ("synthetic_small", "synthetic_long", "synthetic_tiny", "deam_pdmer", "deam_dmer", "vgmidi"):
         args = load_arguments(name)
         assert args.max_steps >= 1
+    long = [a for _, a in load_arguments("synthetic_long").stage_arguments()]
+    assert [(a.data_config, a.algorithm, a.max_steps) for a in long] == [
+        ("dmer", "plain", 300), ("pdmer_flat", "fomaml", 200), ("pdmer_flat", "fomaml", 1000)]
+    assert long[2].model["adaptation_method"] == "ridge" and long[2].model["readout_cues"]
     official = load_arguments("deam_pdmer")
     assert (official.tasks_per_step, official.query_songs, official.learning_rate) == (16, 15, 5e-5)
 

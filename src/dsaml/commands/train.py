@@ -15,7 +15,7 @@ from dsaml.errors import reports_errors
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsaml train", description="DSAML meta-training over annotator tasks (Accelerate).")
     parser.add_argument("--config", default="synthetic_small",
-                        help="a shipped config name (synthetic_small, synthetic_tiny, deam_pdmer, deam_dmer) or a YAML "
+                        help="a shipped config name (synthetic_small, synthetic_long, synthetic_tiny, deam_pdmer, deam_dmer, vgmidi) or a YAML "
                              "file (default: synthetic_small)")
     parser.add_argument("--dataset", help="dataset folder, Hub dataset id or synthetic[:size[:seed]]")
     parser.add_argument("--output_dir", "--output-dir")
