@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "personalize": ("dsaml.commands.personalize", "adapt a model to one listener from one annotated song"),
     "predict": ("dsaml.commands.predict", "predict arousal/valence curves for audio files (CSV/JSON + PNG)"),
     "evaluate": ("dsaml.commands.evaluate", "score predictions or a model against annotations"),
+    "demo": ("dsaml.commands.demo", "a local web page: see a song's curves, annotate it, get your own model"),
 }
 
 

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dsaml.adapters import DEFAULT_FULL_MODULES
 from dsaml.errors import reports_errors
-from dsaml.storage import USER_NAME_RULE
+from dsaml.storage import USER_NAME_RULE, check_target, check_user
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dsaml.personalize import Personalization
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,42 +45,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _check_numbers(args: argparse.Namespace) -> None:
-    """Options that would make the adaptation meaningless, refused before any work."""
-    if args.rank < 1:
-        raise ValueError(f"--rank must be >= 1, got {args.rank}")
-    if args.steps is not None and args.steps < 0:
-        raise ValueError(f"--steps must be >= 0, got {args.steps}")
-    if args.lr is not None and not (math.isfinite(args.lr) and args.lr >= 0):
-        raise ValueError(f"--lr must be a finite number >= 0, got {args.lr}")
-    low, high = args.value_range
+def check_request(user: str, output: str | os.PathLike | None = None, *, mode: str = "lora", overwrite: bool = False,
+                  rank: int = 4, steps: int | None = None, lr: float | None = None,
+                  value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
+    """Refuse, before any work, what would make the personalization meaningless or could not be stored: a user
+    name outside the rule, bad numbers, an output that exists (without `overwrite`) or cannot be written.
+    Returns the folder of per-user results (`output`, or the mode's default)."""
+    check_user(user)
+    if rank < 1:
+        raise ValueError(f"--rank must be >= 1, got {rank}")
+    if steps is not None and steps < 0:
+        raise ValueError(f"--steps must be >= 0, got {steps}")
+    if lr is not None and not (math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"--lr must be a finite number >= 0, got {lr}")
+    low, high = value_range
     if not (math.isfinite(low) and math.isfinite(high) and low < high):
         raise ValueError(f"--value_range must be two finite numbers LOW < HIGH, got {low} {high}")
+    root = Path(output or ("personalized" if mode == "full" else "adapters"))
+    check_target(root / user, overwrite=overwrite, what=_what(mode, user))
+    return root
+
+
+def _what(mode: str, user: str) -> str:
+    return f"{'personalized model' if mode == 'full' else 'adapter'} of user {user!r}"
+
+
+def personalize_and_save(model, extractor, audio: str | os.PathLike, annotations: str | os.PathLike, *, user: str,
+                         model_name: str, output: str | os.PathLike | None = None, mode: str = "lora",
+                         overwrite: bool = False, rank: int = 4,
+                         full_modules: Sequence[str] = DEFAULT_FULL_MODULES, steps: int | None = None,
+                         lr: float | None = None, seed: int = 0,
+                         value_range: tuple[float, float] = (-1.0, 1.0)) -> tuple[Personalization, Path]:
+    """What `dsaml personalize` does once the model is loaded, for every caller (the CLI, `dsaml demo`): check the
+    request, adapt `model` to the annotated song, save the result under the user's name in `output`.
+    Returns the personalization and the folder it was saved to."""
+    from dsaml.adapters import save_full, save_lora
+    from dsaml.personalize import personalize_audio
+
+    root = check_request(user, output, mode=mode, overwrite=overwrite, rank=rank, steps=steps, lr=lr,
+                         value_range=value_range)
+    result = personalize_audio(model, extractor, audio, annotations, user=user, steps=steps, lr=lr, seed=seed,
+                               value_range=tuple(value_range))
+    if mode == "full":
+        out = save_full(result, root / user, extractor, base=model, overwrite=overwrite)
+    else:
+        out = save_lora(model, result, root, rank=rank, full_modules=full_modules, base_name_or_path=model_name,
+                        overwrite=overwrite)
+    return result, Path(out)
 
 
 @reports_errors("dsaml personalize")
 def main(argv: list[str] | None = None) -> int:
-    from dsaml.adapters import load_extractor, load_model, save_full, save_lora
-    from dsaml.personalize import personalize_audio
-    from dsaml.storage import check_target, check_user
+    from dsaml.adapters import load_extractor, load_model
 
     args = build_parser().parse_args(argv)
+    options = dict(mode=args.mode, overwrite=args.overwrite, rank=args.rank, steps=args.steps, lr=args.lr,
+                   value_range=tuple(args.value_range))
     # everything that can be refused is refused before the model is loaded and the adaptation runs
-    check_user(args.user)
-    _check_numbers(args)
-    root = Path(args.output or ("personalized" if args.mode == "full" else "adapters"))
-    target = check_target(root / args.user, overwrite=args.overwrite,
-                          what=f"{'personalized model' if args.mode == 'full' else 'adapter'} of user {args.user!r}")
+    check_request(args.user, args.output, **options)
     model = load_model(args.model)
     extractor = load_extractor(args.model, model.config)
-    result = personalize_audio(model, extractor, args.audio, args.annotations, user=args.user,
-                               steps=args.steps, lr=args.lr, seed=args.seed, value_range=tuple(args.value_range))
-    if args.mode == "full":
-        out = save_full(result, target, extractor, base=model, overwrite=args.overwrite)
-    else:
-        out = save_lora(model, result, root, rank=args.rank, full_modules=args.full_modules,
-                        base_name_or_path=args.model, overwrite=args.overwrite)
-    size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file()) / 1024
+    result, out = personalize_and_save(model, extractor, args.audio, args.annotations, user=args.user,
+                                       model_name=args.model, output=args.output, full_modules=args.full_modules,
+                                       seed=args.seed, **options)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1024
     print(f"personalized {args.user!r} on {result.info['support_steps']} steps ({result.steps} inner steps, "
           f"lr {result.lr:g}): support loss {result.support_loss_before:.4f} -> {result.support_loss_after:.4f}")
     print(f"saved {args.mode} to {out} ({size:.1f} KB)")
