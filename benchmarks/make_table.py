@@ -226,6 +226,18 @@ def ci(c: dict, digits: int = 3) -> str:
     return f"{c['mean']:.{digits}f} [{c['low']:.{digits}f}, {c['high']:.{digits}f}]"
 
 
+def vgmidi_inner_loop(p: dict) -> str:
+    """The personalization a VGMIDI result used, in words (results before the ridge method: SGD)."""
+    where = ", ".join(p["adapted_parameters"]) or "all parameters"
+    if p.get("adaptation_method", "sgd") == "ridge":
+        text = f"{where} refitted by ridge (strength {p['adaptation_ridge']})"
+    else:
+        text = f"{p['adaptation_steps']} inner steps at lr {p['adaptation_lr']} on {where}"
+    if p.get("adaptation_holdout"):
+        text += f", do-no-harm rule on the last {p['adaptation_holdout']:.0%} of the support piece"
+    return text
+
+
 def vgmidi_tables(doc: dict) -> list[str]:
     """VGMIDI (`vgmidi.py`): personalization of real listeners, by musicianship, and DMER on held-out pieces;
     the README's VGMIDI section and RESULTS.md show the same tables."""
@@ -234,8 +246,7 @@ def vgmidi_tables(doc: dict) -> list[str]:
     dims = ("arousal", "valence")
     out = [f"Model `{f['model']}`; {p['listeners']} {f['partition']} listeners (both pieces {f['partition']} pieces, "
            f"{p['pieces']} pieces), each scored twice (support one piece, query the other, and the reverse; "
-           f"{p['tasks']} tasks), {p['adaptation_steps']} inner steps at lr {p['adaptation_lr']} on "
-           f"{', '.join(p['adapted_parameters']) or 'all parameters'} (the model config's). Mean over listeners "
+           f"{p['tasks']} tasks), {vgmidi_inner_loop(p)} (the model config's). Mean over listeners "
            "[95 % bootstrap interval, listeners resampled].", ""]
     rows = [[label] + [ci(p["methods"][m][f"{dim}_{s}"]) for s in ("rmse", "pearson", "ccc") for dim in dims]
             for m, label in VGMIDI_METHODS.items() if m in p["methods"]]

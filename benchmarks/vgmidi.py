@@ -120,6 +120,9 @@ def personalization_figures(args, model, root) -> dict:
         "adaptation_steps": args.adaptation_steps or model.config.adaptation_steps,
         "adaptation_lr": args.adaptation_lr or model.config.adaptation_lr,
         "adapted_parameters": list(model.config.adapted_parameters),
+        "adaptation_method": model.config.adaptation_method,
+        "adaptation_ridge": model.config.adaptation_ridge,
+        "adaptation_holdout": model.config.adaptation_holdout,
         "summary": summarize(results),
         "methods": method_table(listeners, args.resamples, args.seed),
         "effect": personalization_effect(listeners, args.resamples, args.seed),
@@ -163,6 +166,8 @@ def main() -> None:
     p.add_argument("--adaptation-steps", type=int, default=None,
                    help="inner steps (default: the model config's); compare settings on --partition validation")
     p.add_argument("--adaptation-lr", type=float, default=None, help="inner learning rate (default: the config's)")
+    p.add_argument("--adaptation-holdout", type=float, default=None,
+                   help="the do-no-harm rule's held-out share of the support piece (default: the config's; 0: off)")
     p.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -177,6 +182,8 @@ def main() -> None:
 
     datasets.disable_progress_bars()
     model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.model).eval()
+    if args.adaptation_holdout is not None:
+        model.config.adaptation_holdout = args.adaptation_holdout
     root = dataset_root(args.dataset)
     figures = {"model": args.model, "dataset": args.dataset, "partition": args.partition,
                "dmer": dmer_figures(args, model, root), "personalization": personalization_figures(args, model, root)}

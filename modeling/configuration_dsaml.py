@@ -37,6 +37,12 @@ class DSAMLConfig(PreTrainedConfig):
             `global_context_steps`-wide receptive field, works offline), `"pretrained"` (a frozen transformers
             audio encoder taking raw waveforms, see `global_encoder_config`) or `"none"` (local scale only).
         global_cnn_channels, global_cnn_kernel_size, global_cnn_dilations: the temporal CNN.
+        global_input_norm: how the temporal CNN normalizes its per-step input (each mel band's mean and std over
+            the step, [+ the harmonic view]): `"layer"` (default) a LayerNorm over each step's values, which
+            removes the step's level (its loudness) and leaves each feature's offset, so differences between songs
+            are a small part of what the CNN reads; `"fixed"` each feature standardized by its mean and std over
+            training audio, set once before the first step (`DualScaleFeatureFusion.calibrate`) and then fixed,
+            as the local CNN's normalizations are. Not in the paper (it has no temporal CNN).
         global_encoder_config: `config.to_dict()` of the frozen pretrained encoder (set by
             `DSAMLForDynamicEmotionRecognition.from_global_encoder_pretrained`).
         global_encoder_sampling_rate, global_context_seconds, global_encoder_stride_steps: the frozen encoder
@@ -91,6 +97,7 @@ class DSAMLConfig(PreTrainedConfig):
     global_cnn_channels: int = 256
     global_cnn_kernel_size: int = 5
     global_cnn_dilations: list[int] | tuple[int, ...] = (1, 2, 4, 8)
+    global_input_norm: Literal["layer", "fixed"] = "layer"
     global_encoder_config: dict | None = None
     global_encoder_sampling_rate: int = 16000
     global_context_seconds: float | int = 30.0

@@ -38,6 +38,24 @@ class FixedStatisticsBatchNorm2d(nn.BatchNorm2d):
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
 
+class FixedStatisticsNorm(nn.BatchNorm1d):
+    """Each feature of `[..., features]` standardized with stored statistics (set once by `calibrate`, then
+    fixed), then a per-feature affine map: `FixedStatisticsBatchNorm2d` for the last axis of any tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = F.batch_norm(x.reshape(-1, x.shape[-1]), self.running_mean, self.running_var, self.weight, self.bias,
+                            False, 0.0, self.eps)
+        return flat.view_as(x)
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor) -> None:
+        """Set the statistics to each feature's mean and variance over every row of `x` `[..., features]`."""
+        flat = x.reshape(-1, x.shape[-1]).to(self.running_mean.dtype)
+        self.running_mean.copy_(flat.mean(dim=0))
+        self.running_var.copy_(flat.var(dim=0, unbiased=False))
+        self.num_batches_tracked.fill_(1)
+
+
 class LocalSpectrogramCNN(nn.Module):
     """The official local-scale CNN: each 0.5 s log-mel patch -> `local_feature_size` (476) values.
 
@@ -86,12 +104,15 @@ class TemporalContextCNN(nn.Module):
 
     The receptive field is 1 + (kernel - 1) * sum(dilations) steps (61 steps = 30.5 s by default), the same
     long context the paper takes from frozen ImageBind embeddings of 30 s windows, but trainable and offline.
+    Its input normalization is `config.global_input_norm`: a LayerNorm per step, or fixed per-feature statistics
+    (`FixedStatisticsNorm`, set by `DualScaleFeatureFusion.calibrate`).
     """
 
     def __init__(self, config: DSAMLConfig, input_size: int):
         super().__init__()
         channels = config.global_cnn_channels
-        self.input_norm = nn.LayerNorm(input_size)
+        self.input_norm = (FixedStatisticsNorm(input_size) if config.global_input_norm == "fixed"
+                           else nn.LayerNorm(input_size))
         self.input_proj = nn.Linear(input_size, channels)
         self.convs = nn.ModuleList(
             nn.Conv1d(channels, channels, config.global_cnn_kernel_size, dilation=d,
@@ -210,13 +231,31 @@ class DualScaleFeatureFusion(nn.Module):
                     "(the feature extractor returns them when return_global_waveform=True)"
                 )
             return self.global_encoder(global_input_values, input_features.shape[1])
+        return self.global_encoder(self.step_summary(input_features, harmonic_features), mask)
+
+    def step_summary(self, input_features: torch.Tensor, harmonic_features: torch.Tensor | None) -> torch.Tensor:
+        """What the temporal CNN reads per step: each mel band's mean and std over the step's frames (log-mel
+        input; frame features as they are), then the harmonic view when the model has one. `[..., steps, size]`."""
         if self.local_cnn is not None:
-            summary = torch.cat([input_features.mean(dim=2), input_features.std(dim=2)], dim=-1)
+            summary = torch.cat([input_features.mean(dim=-2), input_features.std(dim=-2)], dim=-1)
         else:
             summary = input_features
         if harmonic_features is not None:
             summary = torch.cat([summary, harmonic_features.to(summary.dtype)], dim=-1)
-        return self.global_encoder(summary, mask)
+        return summary
+
+    @torch.no_grad()
+    def calibrate(self, input_features: torch.Tensor, harmonic_features: torch.Tensor | None = None) -> None:
+        """Set every fixed normalization statistic from training steps `[N, ...]` (each step's input features
+        and, for a model with the harmonic view, its `[N, 38]` harmonic view): the local CNN's
+        (`LocalSpectrogramCNN.calibrate`) and, with `global_input_norm="fixed"`, the temporal CNN's input's."""
+        if self.local_cnn is not None:
+            self.local_cnn.calibrate(input_features)
+        norm = getattr(self.global_encoder, "input_norm", None)
+        if isinstance(norm, FixedStatisticsNorm):
+            if (harmonic_features is None) != (self.harmonic_projection is None):
+                raise ValueError("calibrate: pass the harmonic view exactly when the model reads it")
+            norm.calibrate(self.step_summary(input_features.to(norm.running_mean.dtype), harmonic_features))
 
     def forward(
         self,

@@ -375,6 +375,49 @@ def test_harmonic_features_enter_the_model_and_are_checked():
         model(feats, harmonic_features=torch.rand(1, 7, 38))
 
 
+def test_global_input_norm_fixed_standardizes_each_feature_and_keeps_the_level():
+    """`global_input_norm="fixed"`: `DualScaleFeatureFusion.calibrate` sets the temporal CNN's input statistics
+    to each step-summary feature's mean and variance over the sample (mel means and stds, harmonic view), the
+    local CNN's too, and they stay fixed through training forwards. Unlike the default LayerNorm, which is
+    blind to a uniform shift of a step's values (its loudness), the fixed norm passes it on; the default keeps
+    today's LayerNorm (same state-dict keys as before)."""
+    from torch import nn
+
+    from dsaml.modeling.dual_scale_features_dsaml import FixedStatisticsNorm
+
+    assert isinstance(DSAMLForDynamicEmotionRecognition(small_config(harmonic_features=True))
+                      .dsaml.features.global_encoder.input_norm, nn.LayerNorm)
+    torch.manual_seed(0)
+    config = small_config(harmonic_features=True, global_input_norm="fixed")
+    model = DSAMLForDynamicEmotionRecognition(config)
+    fusion = model.dsaml.features
+    norm = fusion.global_encoder.input_norm
+    assert isinstance(norm, FixedStatisticsNorm)
+    patches = features(4, 16, config).flatten(0, 1) * 3.0 + 2.0
+    harmonic = torch.rand(patches.shape[0], 38) * 0.5
+    fusion.calibrate(patches, harmonic)
+    summary = torch.cat([patches.mean(1), patches.std(1), harmonic], dim=-1)
+    torch.testing.assert_close(norm.running_mean, summary.mean(0))
+    torch.testing.assert_close(norm.running_var, summary.var(0, unbiased=False))
+    standardized = norm(summary[None])  # weight 1, bias 0 at initialization
+    assert standardized.mean(dim=(0, 1)).abs().max() < 1e-4
+    assert (standardized.std(dim=(0, 1), unbiased=False) - 1).abs().max() < 2e-2
+    assert model.dsaml.features.local_cnn.block1[1].num_batches_tracked.item() == 1  # the local CNN calibrated too
+
+    model.train()
+    before = {k: v.clone() for k, v in model.named_buffers()}
+    model(patches[None, :10], harmonic_features=harmonic[None, :10], labels=torch.zeros(1, 10, 2)).loss.backward()
+    for name, value in model.named_buffers():
+        assert torch.equal(value, before[name]), name
+
+    layer = nn.LayerNorm(summary.shape[-1])
+    louder = summary + 1.5
+    torch.testing.assert_close(layer(louder), layer(summary), atol=1e-4, rtol=1e-4)
+    assert (norm(louder[None]) - norm(summary[None])).abs().min() > 0.01
+    with pytest.raises(ValueError, match="harmonic view exactly"):
+        fusion.calibrate(patches)
+
+
 def test_local_cnn_normalization_is_calibrated_once_and_never_moves(config):
     """The local CNN's normalization uses fixed statistics (modeling's `FixedStatisticsBatchNorm2d`): `calibrate`
     sets them from a sample, after which train-mode forwards, a meta-gradient and a personalization leave

@@ -118,10 +118,13 @@ def test_benchmark_on_a_miniature_release(tmp_path):
     torch.manual_seed(0)
     model = DSAMLForDynamicEmotionRecognition(small_config(
         window_steps=4, inference_hop_steps=4, local_context_steps=2, global_context_steps=3,
-        global_context_seconds=2.0, adapted_parameters=["predictor.out"], adaptation_steps=2)).eval()
+        global_context_seconds=2.0, adapted_parameters=["predictor.out"], adaptation_steps=2,
+        adaptation_method="ridge", adaptation_ridge=0.1)).eval()
     args = Namespace(partition="test", max_annotators=None, adaptation_steps=None, adaptation_lr=None,
                      resamples=20, seed=0)
     figures = bench.personalization_figures(args, model, root)
+    assert (figures["adaptation_method"], figures["adaptation_ridge"], figures["adaptation_holdout"]) == (
+        "ridge", 0.1, 0.0)
     assert figures["tasks"] == 2 * figures["listeners"] > 0
     assert set(figures["methods"]) == {"before", "after", "crowd", "shift", "linear"}
     crowd = figures["methods"]["crowd"]["arousal_rmse"]["mean"]
@@ -131,3 +134,17 @@ def test_benchmark_on_a_miniature_release(tmp_path):
     train = load_dmer(root, split="train")
     assert dmer["constant"]["valence"] == pytest.approx(float(np.concatenate(train["valence"]).mean()))
     assert dmer["pieces"] == len(load_dmer(root, split="test"))
+
+
+def test_table_names_the_inner_loop_the_result_used():
+    """The VGMIDI table's sentence names the personalization of the run: SGD steps (results written before the
+    ridge method carry no `adaptation_method`), the ridge refit, and the do-no-harm rule when it was on."""
+    import make_table
+
+    sgd = {"adaptation_steps": 5, "adaptation_lr": 0.1, "adapted_parameters": ["predictor.dense", "predictor.out"]}
+    assert make_table.vgmidi_inner_loop(sgd) == "5 inner steps at lr 0.1 on predictor.dense, predictor.out"
+    ridge = {**sgd, "adapted_parameters": ["predictor.out"], "adaptation_method": "ridge", "adaptation_ridge": 0.1,
+             "adaptation_holdout": 0.0}
+    assert make_table.vgmidi_inner_loop(ridge) == "predictor.out refitted by ridge (strength 0.1)"
+    assert make_table.vgmidi_inner_loop({**ridge, "adaptation_holdout": 0.25}) == (
+        "predictor.out refitted by ridge (strength 0.1), do-no-harm rule on the last 25% of the support piece")

@@ -151,8 +151,10 @@ def setup(args: TrainingArguments) -> Run:
         logger.info("resumed from %s at step %d", resume, state["step"])
         if accelerator.is_main_process:
             print(f"resuming from {resume} (step {state['step']})")
-    elif not args.init_from and (local_cnn := getattr(model.dsaml.features, "local_cnn", None)) is not None:
-        local_cnn.calibrate(data.calibration_patches().to(accelerator.device))  # a fresh model's fixed statistics
+    elif not args.init_from:  # a fresh model's fixed normalization statistics
+        features, harmonic = data.calibration_steps()
+        model.dsaml.features.calibrate(features.to(accelerator.device),
+                                       None if harmonic is None else harmonic.to(accelerator.device))
     log = MetricsLog(output_dir / "metrics.jsonl", state["step"], accelerator.is_main_process)
     return Run(args, accelerator, model, DSAMLFeatureExtractor.from_model_config(model.config), data, optimizer,
                state, log, trackers, progress)

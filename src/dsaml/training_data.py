@@ -98,15 +98,20 @@ class TrainingData:
         """The rows of `train` that meta-training tasks draw from (validation listeners held out), in order."""
         return sorted({i for rows in self.sampler.groups.values() for i in rows})
 
-    def calibration_patches(self, max_songs: int = 32) -> torch.Tensor:
+    def calibration_steps(self, max_songs: int = 32) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every step of up to `max_songs` training songs (evenly spaced in row order, one row per song): the
-        fixed sample the local CNN's normalization statistics are set from before the first step."""
+        fixed sample the model's normalization statistics are set from before the first step
+        (`DualScaleFeatureFusion.calibrate`), as (input features, harmonic views or None)."""
         first_row: dict[str, int] = {}
         for i in self.training_rows():
             first_row.setdefault(self.train.rows[i]["song_id"], i)
         rows = list(first_row.values())
         chosen = rows[:: max(1, -(-len(rows) // max_songs))][:max_songs]
-        return torch.cat([song.features for song in self.train.songs(chosen)])
+        songs = self.train.songs(chosen)
+        harmonic = None
+        if all(song.harmonic is not None for song in songs):
+            harmonic = torch.cat([song.harmonic for song in songs])
+        return torch.cat([song.features for song in songs]), harmonic
 
     def preload(self, progress: bool) -> None:
         """Decode every song now: bad audio or annotations fail before the first step, naming the file."""
