@@ -29,7 +29,9 @@ class DSAMLConfig(PreTrainedConfig):
             features, so an inner loop that adapts the output layer can re-weight or flip the sign of what a
             listener hears in the mode. Needs `harmonic_features`. Not in the paper.
         inference_hop_steps: hop between sliding windows; overlapping predictions are averaged with a
-            tapered weight, the same hop for arousal and valence.
+            tapered weight, the same hop for arousal and valence. None (default): half the window
+            (`hop_steps`), chosen on the synthetic validation listeners: as accurate as a hop of a sixth of the
+            window at a third of its cost (README, streaming inference).
 
     Dual-scale feature extractor:
         local_cnn_channels: channels of the two conv blocks of the local "adapter" CNN (official 8, 16).
@@ -89,7 +91,7 @@ class DSAMLConfig(PreTrainedConfig):
     window_steps: int = 60
     harmonic_features: bool = False
     readout_cues: bool = False
-    inference_hop_steps: int = 10
+    inference_hop_steps: int | None = None
 
     # dual-scale feature extractor
     local_cnn_channels: list[int] | tuple[int, ...] = (8, 16)
@@ -149,6 +151,11 @@ class DSAMLConfig(PreTrainedConfig):
         return len(LABEL_NAMES)
 
     @property
+    def hop_steps(self) -> int:
+        """The sliding-window hop prediction uses: `inference_hop_steps`, or half the window when None."""
+        return self.inference_hop_steps or max(1, self.window_steps // 2)
+
+    @property
     def samples_per_step(self) -> int:
         return int(round(self.sampling_rate * self.step_seconds))
 
@@ -175,13 +182,15 @@ class DSAMLConfig(PreTrainedConfig):
         """Part of `@strict` validation: values that are well-typed but meaningless."""
         positive = (
             "sampling_rate", "n_fft", "win_length", "hop_length", "num_mel_bins", "frame_feature_size",
-            "window_steps", "inference_hop_steps", "global_cnn_channels", "global_cnn_kernel_size",
+            "window_steps", "global_cnn_channels", "global_cnn_kernel_size",
             "global_encoder_sampling_rate", "global_encoder_stride_steps", "hidden_size", "num_hidden_layers",
             "num_attention_heads", "intermediate_size", "max_relative_positions", "lstm_hidden_size",
             "predictor_hidden_size", "adaptation_steps",
         )
         for name in positive:
             self._require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        self._require(self.inference_hop_steps is None or self.inference_hop_steps > 0,
+                      f"inference_hop_steps must be > 0 (or None: half the window), got {self.inference_hop_steps}")
         self._require(self.step_seconds > 0, f"step_seconds must be > 0, got {self.step_seconds}")
         self._require(self.global_context_seconds > 0, "global_context_seconds must be > 0")
         self._require(self.win_length <= self.n_fft, f"win_length ({self.win_length}) must be <= n_fft ({self.n_fft})")

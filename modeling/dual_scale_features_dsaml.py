@@ -218,9 +218,33 @@ class DualScaleFeatureFusion(nn.Module):
         out[valid] = self.local_cnn(input_features[valid])
         return self.local_projection(out)
 
+    def check_harmonic(self, harmonic_features: torch.Tensor | None) -> None:
+        if (harmonic_features is None) != (self.harmonic_projection is None):
+            raise ValueError("this model was configured with harmonic_features="
+                             f"{self.harmonic_projection is not None}: pass `harmonic_features` exactly when it is "
+                             "True (the feature extractor returns them for such a model)")
+
+    def spectral_summary(self, input_features: torch.Tensor) -> torch.Tensor | None:
+        """`[..., steps, size]`: what the temporal CNN reads of each step's own patch (each mel band's mean and
+        std over the step's frames; frame features as they are); None when the global encoder is not the
+        temporal CNN."""
+        if not isinstance(self.global_encoder, TemporalContextCNN):
+            return None
+        if self.local_cnn is None:
+            return input_features
+        return torch.cat([input_features.mean(dim=-2), input_features.std(dim=-2)], dim=-1)
+
+    @staticmethod
+    def step_summary(summary: torch.Tensor, harmonic_features: torch.Tensor | None) -> torch.Tensor:
+        """The temporal CNN's whole per-step input: the spectral summary, then the harmonic view when the model
+        has one."""
+        if harmonic_features is not None:
+            summary = torch.cat([summary, harmonic_features.to(summary.dtype)], dim=-1)
+        return summary
+
     def global_features(
-        self, input_features: torch.Tensor, mask: torch.Tensor | None, global_input_values: torch.Tensor | None,
-        harmonic_features: torch.Tensor | None = None,
+        self, summary: torch.Tensor | None, mask: torch.Tensor | None, global_input_values: torch.Tensor | None,
+        harmonic_features: torch.Tensor | None, num_steps: int,
     ) -> torch.Tensor | None:
         if self.global_encoder is None:
             return None
@@ -230,19 +254,8 @@ class DualScaleFeatureFusion(nn.Module):
                     "this model's global encoder is a pretrained audio encoder: pass `global_input_values` "
                     "(the feature extractor returns them when return_global_waveform=True)"
                 )
-            return self.global_encoder(global_input_values, input_features.shape[1])
-        return self.global_encoder(self.step_summary(input_features, harmonic_features), mask)
-
-    def step_summary(self, input_features: torch.Tensor, harmonic_features: torch.Tensor | None) -> torch.Tensor:
-        """What the temporal CNN reads per step: each mel band's mean and std over the step's frames (log-mel
-        input; frame features as they are), then the harmonic view when the model has one. `[..., steps, size]`."""
-        if self.local_cnn is not None:
-            summary = torch.cat([input_features.mean(dim=-2), input_features.std(dim=-2)], dim=-1)
-        else:
-            summary = input_features
-        if harmonic_features is not None:
-            summary = torch.cat([summary, harmonic_features.to(summary.dtype)], dim=-1)
-        return summary
+            return self.global_encoder(global_input_values, num_steps)
+        return self.global_encoder(self.step_summary(summary, harmonic_features), mask)
 
     @torch.no_grad()
     def calibrate(self, input_features: torch.Tensor, harmonic_features: torch.Tensor | None = None) -> None:
@@ -255,7 +268,33 @@ class DualScaleFeatureFusion(nn.Module):
         if isinstance(norm, FixedStatisticsNorm):
             if (harmonic_features is None) != (self.harmonic_projection is None):
                 raise ValueError("calibrate: pass the harmonic view exactly when the model reads it")
-            norm.calibrate(self.step_summary(input_features.to(norm.running_mean.dtype), harmonic_features))
+            summary = self.spectral_summary(input_features.to(norm.running_mean.dtype))
+            norm.calibrate(self.step_summary(summary, harmonic_features))
+
+    def step_features(self, input_features: torch.Tensor,
+                      mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`(local [B, S, hidden], spectral summary [B, S, summary] or None)`: what each step contributes from
+        its own patch, the same in every window that contains it (streaming prediction computes it once per
+        step, `sliding_windows_dsaml`)."""
+        return self.local_features(input_features, mask), self.spectral_summary(input_features)
+
+    def fuse(
+        self,
+        local: torch.Tensor,
+        summary: torch.Tensor | None,
+        mask: torch.Tensor | None = None,
+        global_input_values: torch.Tensor | None = None,
+        harmonic_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The fused sequence from the per-step parts (`step_features`) and the window's context."""
+        self.check_harmonic(harmonic_features)
+        z = local
+        z_global = self.global_features(summary, mask, global_input_values, harmonic_features, local.shape[1])
+        if z_global is not None:
+            z = z + z_global
+        if harmonic_features is not None:
+            z = z + self.harmonic_projection(harmonic_features.to(z.dtype))
+        return _mask_steps(self.fusion_projection(torch.sigmoid(z)), mask)
 
     def forward(
         self,
@@ -264,14 +303,6 @@ class DualScaleFeatureFusion(nn.Module):
         global_input_values: torch.Tensor | None = None,
         harmonic_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        if (harmonic_features is None) != (self.harmonic_projection is None):
-            raise ValueError("this model was configured with harmonic_features="
-                             f"{self.harmonic_projection is not None}: pass `harmonic_features` exactly when it is "
-                             "True (the feature extractor returns them for such a model)")
-        z = self.local_features(input_features, mask)
-        z_global = self.global_features(input_features, mask, global_input_values, harmonic_features)
-        if z_global is not None:
-            z = z + z_global
-        if harmonic_features is not None:
-            z = z + self.harmonic_projection(harmonic_features.to(z.dtype))
-        return _mask_steps(self.fusion_projection(torch.sigmoid(z)), mask)
+        self.check_harmonic(harmonic_features)  # before the local CNN's work
+        local, summary = self.step_features(input_features, mask)
+        return self.fuse(local, summary, mask, global_input_values, harmonic_features)

@@ -17,7 +17,7 @@ from transformers import BatchFeature, SequenceFeatureExtractor
 from .harmonic_dsaml import NUM_HARMONIC_FEATURES, HarmonicView
 from .log_mel_dsaml import LogMelSpectrogram
 from .resampling_dsaml import Resampler, check_sampling_rate
-from .step_audio_dsaml import step_samples
+from .step_audio_dsaml import mono_waveform, step_samples
 from .streaming_features_dsaml import StepFeatureStream
 
 
@@ -110,17 +110,7 @@ class DSAMLFeatureExtractor(SequenceFeatureExtractor):
     def prepare_waveform(self, audio, sampling_rate: int, name: str = "audio") -> torch.Tensor:
         """Validate one input and return it as a mono float32 tensor at `self.sampling_rate`."""
         sampling_rate = check_sampling_rate(sampling_rate, name)
-        waveform = torch.as_tensor(np.asarray(audio, dtype=np.float32))
-        if waveform.ndim == 2:
-            # channels-first (C, N); a (N, C) array from soundfile must be transposed by the caller.
-            if waveform.shape[0] > 8:
-                raise ValueError(
-                    f"{name}: 2-D audio must be (channels, samples); got shape {tuple(waveform.shape)}. "
-                    "Transpose (samples, channels) arrays, e.g. soundfile's output, first."
-                )
-            waveform = waveform.mean(dim=0)
-        if waveform.ndim != 1:
-            raise ValueError(f"{name}: expected mono (samples,) or (channels, samples) audio, got shape {tuple(waveform.shape)}")
+        waveform = mono_waveform(audio, name)
         if waveform.numel() == 0:
             raise ValueError(f"{name}: audio is empty (0 samples)")
         if not torch.isfinite(waveform).all():

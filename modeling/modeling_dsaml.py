@@ -20,20 +20,8 @@ from .dual_scale_attention_dsaml import DualScaleAttentionTransformer
 from .harmonic_dsaml import NUM_HARMONIC_FEATURES, NUM_READOUT_CUES, readout_cues
 from .dual_scale_features_dsaml import DualScaleFeatureFusion
 from .losses_dsaml import diagonal_attention_loss, emotion_loss
+from .sliding_windows_dsaml import StreamingPrediction, window_starts
 from .step_audio_dsaml import step_samples
-
-
-def window_starts(num_steps: int, window_steps: int, hop_steps: int | None = None) -> list[int]:
-    """Start steps of `window_steps`-long windows every `hop_steps` (default: back to back), the last one flush
-    with the end. A song no longer than one window gives the single start 0. Long-song inference and the
-    library's windowing of support songs (`dsaml.alignment.windows`) both cut songs here."""
-    if num_steps <= window_steps:
-        return [0]
-    hop = hop_steps or window_steps
-    starts = list(range(0, num_steps - window_steps + 1, hop))
-    if starts[-1] != num_steps - window_steps:
-        starts.append(num_steps - window_steps)
-    return starts
 
 
 @dataclass
@@ -127,6 +115,17 @@ class DSAMLModel(DSAMLPreTrainedModel):
         """(last hidden state, fused features, local attention maps, global attention maps)."""
         self._check_inputs(input_features, attention_mask, harmonic_features)
         fused = self.features(input_features, attention_mask, global_input_values, harmonic_features)
+        return self._attend(fused, attention_mask)
+
+    def encode_fused(self, local: torch.Tensor, summary: torch.Tensor | None = None,
+                     global_input_values: torch.Tensor | None = None,
+                     harmonic_features: torch.Tensor | None = None) -> torch.Tensor:
+        """The last hidden state of unpadded windows from their steps' own parts (`features.step_features`):
+        what `encode` computes after the local CNN."""
+        fused = self.features.fuse(local, summary, None, global_input_values, harmonic_features)
+        return self._attend(fused, None)[0]
+
+    def _attend(self, fused: torch.Tensor, attention_mask: torch.Tensor | None):
         hidden, local_maps, global_maps = self.transformer(fused, attention_mask)
         if attention_mask is not None:
             hidden = hidden * attention_mask.unsqueeze(-1).to(hidden.dtype)
@@ -287,6 +286,40 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         return emotion_loss(logits, labels.to(logits.dtype), mask, self.config.loss_type), mask
 
     @torch.no_grad()
+    def encode_steps(self, input_features: torch.Tensor, harmonic_features: torch.Tensor | None = None,
+                     global_input_values: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The window-independent part of the network for consecutive steps of one song (`input_features`
+        `[steps, frames, mels]`, `harmonic_features` `[steps, 38]`, `global_input_values` `[steps,
+        samples_per_step]`): the keyword arguments of `window_logits`, per step, for `StreamingPrediction`."""
+        self._check_inputs(input_features[None], None, None if harmonic_features is None else harmonic_features[None])
+        local, summary = self.dsaml.features.step_features(input_features[None])
+        encoded = {"local": local[0]}
+        if summary is not None:
+            encoded["summary"] = summary[0]
+        if harmonic_features is not None:
+            encoded["harmonic_features"] = harmonic_features
+        if global_input_values is not None:
+            encoded["global_input_values"] = global_input_values
+        return encoded
+
+    @torch.no_grad()
+    def window_logits(self, local: torch.Tensor, summary: torch.Tensor | None = None,
+                      harmonic_features: torch.Tensor | None = None,
+                      global_input_values: torch.Tensor | None = None) -> torch.Tensor:
+        """`[B, n, 2]` logits of `B` unpadded windows of `n` steps from their steps' `encode_steps` values
+        stacked (`global_input_values` `[B, n, samples_per_step]`): the same numbers as `forward`."""
+        if global_input_values is not None:
+            global_input_values = global_input_values.flatten(1)
+        hidden = self.dsaml.encode_fused(local, summary, global_input_values, harmonic_features)
+        return self.predictor(hidden, None, harmonic_features)
+
+    def streaming(self, window_steps: int | None = None, hop_steps: int | None = None, batch_size: int = 1,
+                  on_batch=None) -> StreamingPrediction:
+        """A `StreamingPrediction` with this model's window and hop (or the given ones)."""
+        return StreamingPrediction(self, window_steps or self.config.window_steps,
+                                   hop_steps or self.config.hop_steps, batch_size, on_batch)
+
+    @torch.no_grad()
     def predict_long(
         self,
         input_features: torch.Tensor,
@@ -300,48 +333,39 @@ class DSAMLForDynamicEmotionRecognition(DSAMLPreTrainedModel):
         """Predict songs of any length with sliding windows of `window_steps` every `hop_steps`.
 
         Every window sees the same context length as training; overlapping predictions are blended with a
-        tapered (Hann-like) weight so window edges count less. The same hop serves arousal and valence.
-        Returns `[B, S, 2]` (zeros on padded steps). Call `model.eval()` first for deterministic output.
+        tapered (Hann-like) weight so window edges count less (`sliding_windows_dsaml`, the path streamed
+        songs take too). The same hop serves arousal and valence. Windows run in mini-batches of
+        `batch_size`. Returns `[B, S, 2]` (zeros on padded steps). Call `model.eval()` first for
+        deterministic output.
         """
         window = window_steps or self.config.window_steps
-        hop = hop_steps or self.config.inference_hop_steps
+        hop = hop_steps or self.config.hop_steps
         if window <= 0 or hop <= 0:
             raise ValueError(f"window_steps and hop_steps must be > 0, got {window}, {hop}")
         self._check_inputs(input_features, attention_mask, harmonic_features)
         batch, steps = input_features.shape[:2]
         lengths = attention_mask.sum(1).tolist() if attention_mask is not None else [steps] * batch
-        samples_per_step = self.config.samples_per_step
-        device = input_features.device
-        taper = torch.hann_window(window + 2, periodic=False, device=device)[1:-1].clamp_min(1e-3)
-
-        # every (song, start, length) window, run in mini-batches of equal-length windows
-        jobs = [(b, s, min(length, window)) for b, length in enumerate(int(x) for x in lengths)
-                for s in window_starts(length, window, hop)]
-
-        total = torch.zeros(batch, steps, len(LABEL_NAMES), device=device)
-        weight = torch.zeros(batch, steps, 1, device=device)
-        by_length: dict[int, list[tuple[int, int, int]]] = {}
-        for job in jobs:
-            by_length.setdefault(job[2], []).append(job)
-        for n, group in by_length.items():
-            w = taper[:n, None] if n == window else torch.ones(n, 1, device=device)
-            for i in range(0, len(group), batch_size):
-                chunk = group[i : i + batch_size]
-                feats = torch.stack([input_features[b, s : s + n] for b, s, _ in chunk])
-                wave = None
-                if global_input_values is not None:
-                    wave = torch.stack(
-                        [step_samples(global_input_values[b], s, s + n, samples_per_step) for b, s, _ in chunk]
-                    )
-                harmonic = None
-                if harmonic_features is not None:
-                    harmonic = torch.stack([harmonic_features[b, s : s + n] for b, s, _ in chunk])
-                logits = self(feats, global_input_values=wave, harmonic_features=harmonic, return_dict=True).logits
-                for (b, s, _), pred in zip(chunk, logits):
-                    total[b, s : s + n] += pred * w
-                    weight[b, s : s + n] += w
-        return total / weight.clamp_min(1e-12)
-
+        stream = self.streaming(window, hop, batch_size)
+        songs = []
+        for b, length in enumerate(int(x) for x in lengths):
+            inputs = {"input_features": input_features[b, :length]}
+            if harmonic_features is not None:
+                inputs["harmonic_features"] = harmonic_features[b, :length]
+            if global_input_values is not None:
+                per_step = self.config.samples_per_step
+                inputs["global_input_values"] = step_samples(global_input_values[b], 0, length, per_step).view(
+                    length, per_step)
+            song = stream.open()
+            chunk = max(window, 64)  # bounds the local CNN's working memory on long songs
+            for first in range(0, length, chunk):
+                stream.push(song, {name: value[first : first + chunk] for name, value in inputs.items()})
+            stream.finish(song)
+            songs.append((song, length))
+        stream.flush()
+        out = input_features.new_zeros(batch, steps, len(LABEL_NAMES), dtype=torch.float32)
+        for b, (song, length) in enumerate(songs):
+            out[b, :length] = stream.pop(song)
+        return out
 
 
 DSAMLConfig.register_for_auto_class()

@@ -10,7 +10,29 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["context_windows", "step_samples"]
+__all__ = ["context_windows", "mono_waveform", "step_samples"]
+
+# more "channels" than this in a 2-D array's first axis means (samples, channels), e.g. soundfile's layout
+MAX_CHANNELS = 8
+
+
+def mono_waveform(audio, name: str = "audio") -> torch.Tensor:
+    """Mono `[samples]` (1-D) or channels-first `[channels, samples]` audio as a 1-D float32 tensor, the
+    channels averaged; a ValueError naming `name` for any other shape."""
+    import numpy as np
+
+    waveform = torch.as_tensor(np.asarray(audio, dtype=np.float32))
+    if waveform.ndim == 2:
+        if waveform.shape[0] > MAX_CHANNELS:
+            raise ValueError(
+                f"{name}: 2-D audio must be (channels, samples); got shape {tuple(waveform.shape)}. "
+                "Transpose (samples, channels) arrays, e.g. soundfile's output, first."
+            )
+        waveform = waveform.mean(dim=0)
+    if waveform.ndim != 1:
+        raise ValueError(f"{name}: expected mono (samples,) or (channels, samples) audio, got shape "
+                         f"{tuple(waveform.shape)}")
+    return waveform
 
 
 def step_samples(waveform: torch.Tensor, start: int, stop: int, samples_per_step: int) -> torch.Tensor:

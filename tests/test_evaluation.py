@@ -174,7 +174,7 @@ def test_reference_points_and_gap_closed_on_tiny(tiny, trained):
     assert len(tasks) == 4 and len({t.support for t in tasks}) == 4
     results = evaluate_tasks(model, store, tasks, inner_loop(), references=references_for(tiny))
     _, oracle = reference_curves(spec_for("tiny"), 0)
-    window, hop = model.config.window_steps, model.config.inference_hop_steps
+    window, hop = model.config.window_steps, model.config.hop_steps
     per_task = []
     for task, result in zip(tasks, results):
         query = store.songs(task.query)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from dsaml.modeling import DSAMLFeatureExtractor
-from dsaml.modeling.modeling_dsaml import window_starts
+from dsaml.modeling.sliding_windows_dsaml import window_starts
 
 
 class AnnotationError(ValueError):

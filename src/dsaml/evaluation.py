@@ -127,7 +127,7 @@ def evaluate_tasks(model, store: SongStore, tasks: Sequence[Task], personalizer:
     config = model.config
     shrinkage = DEFAULT_SHRINKAGE if shrinkage is None else shrinkage
     window = window_steps or config.window_steps
-    hop = hop_steps or config.inference_hop_steps
+    hop = hop_steps or config.hop_steps
     was_training = model.training
     model.eval()
     results = []

@@ -105,7 +105,7 @@ def _predictions(model, params: Mapping[str, torch.Tensor], songs: Sequence[Alig
     try:
         for name, value in params.items():
             named[name].copy_(value)
-        preds = predict_songs(model, songs, config.window_steps, config.inference_hop_steps)
+        preds = predict_songs(model, songs, config.window_steps, config.hop_steps)
         return [p.astype(np.float64) for p in preds]
     finally:
         for name, value in saved.items():
