@@ -1,24 +1,28 @@
 """Predict arousal/valence curves at 2 Hz for songs of any length: CSV + JSON + PNG per file.
 
-Songs are cut into sliding windows of the training length (`window_steps`, every `inference_hop_steps`) and the
-overlapping predictions blended (`DSAMLForDynamicEmotionRecognition.predict_long`). Step `i` covers
-`[i * 0.5 s, (i + 1) * 0.5 s)` and is reported at `time_seconds = i * 0.5` (its start, the convention of the
-annotation files `dsaml personalize` reads, so a prediction can be corrected and fed back).
+Files are decoded block by block and streamed through the sliding windows (`decoding.file_steps` ->
+`StreamingPrediction`, the path `predict_long` takes too): memory holds about one window of steps, whatever the
+song's length, and a background thread decodes ahead while the model computes. Windows of the training length
+(`window_steps`) start every `config.hop_steps` and their overlapping predictions are blended. Windows of
+several files run together in mini-batches of the size measured to pay on this machine (`batch_size`).
+Step `i` covers `[i * 0.5 s, (i + 1) * 0.5 s)` and is reported at `time_seconds = i * 0.5` (its start, the
+convention of the annotation files `dsaml personalize` reads, so a prediction can be corrected and fed back).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dsaml.audio import AudioError, load_audio
+from dsaml.audio import BLOCK_FRAMES, AudioError
 from dsaml.files import atomic_path, atomic_write_text
 
-__all__ = ["predict_file", "predict_waveform", "write_prediction"]
+__all__ = ["predict_file", "predict_files", "predict_waveform", "write_prediction"]
 
 
 def model_config(model):
@@ -26,40 +30,115 @@ def model_config(model):
     return getattr(model, "config", None) or model.get_base_model().config
 
 
-def predict_waveform(model, extractor, waveform: np.ndarray, sampling_rate: int, *, name: str = "audio",
-                     window_steps: int | None = None, hop_steps: int | None = None):
-    """Per-step predictions of one waveform: a DataFrame with `time_seconds`, `arousal`, `valence`."""
+def _frame(pieces: list[torch.Tensor], step_seconds: float):
     import pandas as pd
 
-    config = model_config(model)
-    try:
-        inputs = extractor(waveform, sampling_rate=sampling_rate, names=[name])
-    except ValueError as exc:
-        raise AudioError(str(exc)) from exc
-    steps = int(inputs["input_features"].shape[1])
-    if steps < 1:
-        raise AudioError(f"{name}: shorter than one {config.step_seconds} s step")
-    model.eval()
-    with torch.no_grad():
-        out = model.predict_long(
-            inputs["input_features"], inputs["attention_mask"], global_input_values=inputs.get("global_input_values"),
-            harmonic_features=inputs.get("harmonic_features"),
-            window_steps=window_steps or config.window_steps, hop_steps=hop_steps or config.inference_hop_steps,
-        )[0]
-    out = out.float().cpu().numpy()
+    out = torch.cat(pieces).numpy() if pieces else np.zeros((0, 2), dtype=np.float32)
     return pd.DataFrame({
-        "time_seconds": np.arange(steps, dtype=np.float64) * config.step_seconds,
+        "time_seconds": np.arange(out.shape[0], dtype=np.float64) * step_seconds,
         "arousal": out[:, 0],
         "valence": out[:, 1],
     })
 
 
+@torch.no_grad()
+def _predict_steps(model, events: Iterator[tuple], *, window_steps: int | None, hop_steps: int | None,
+                   batch_size: int | None, progress=None) -> Iterator[tuple[int, object]]:
+    """`(index, DataFrame | AudioError)` in index order from `decoding.file_steps`-style events."""
+    from dsaml.batch_size import BatchSizeTuner
+
+    config = model_config(model)
+    tuner = BatchSizeTuner() if batch_size is None else None
+    model.eval()
+    stream = model.streaming(window_steps or config.window_steps, hop_steps or config.hop_steps,
+                             batch_size or 1, on_batch=tuner.record if tuner else None)
+    songs: dict[int, tuple] = {}  # index -> (song handle, popped pieces) until yielded
+    results: dict[int, object] = {}
+    next_index = 0
+
+    def ready() -> Iterator[tuple[int, object]]:
+        nonlocal next_index
+        while next_index in songs or next_index in results:
+            if next_index in songs:
+                song, pieces = songs[next_index]
+                pieces.append(stream.pop(song))
+                if not song.windows.done:
+                    return
+                results[next_index] = _frame(pieces, config.step_seconds)
+                del songs[next_index]
+            yield next_index, results.pop(next_index)
+            next_index += 1
+
+    for index, kind, payload in events:
+        if tuner is not None:
+            stream.batch_size = tuner.size()
+        if kind == "steps":
+            if index not in songs:
+                songs[index] = (stream.open(), [])
+            song, pieces = songs[index]
+            stream.push(song, payload)
+            pieces.append(stream.pop(song))
+            if progress is not None:
+                progress.update(payload["input_features"].shape[0] * config.step_seconds)
+        elif kind == "end":
+            stream.finish(songs[index][0])
+        else:  # an unusable file: its windows are dropped, the error takes its place
+            if index in songs:
+                stream.cancel(songs.pop(index)[0])
+            results[index] = payload
+        yield from ready()
+    stream.flush()
+    yield from ready()
+
+
+def predict_files(model, extractor, paths: Sequence[str | os.PathLike], *, window_steps: int | None = None,
+                  hop_steps: int | None = None, batch_size: int | None = None, background: bool = True,
+                  progress=None) -> Iterator[tuple[int, object]]:
+    """Predict audio files (any length, block by block): yields `(index, DataFrame)` in input order, or
+    `(index, AudioError)` naming a file that cannot be used. `batch_size` None measures the window batch size
+    that pays (`dsaml.batch_size`); `background` decodes in a thread ahead of the model; `progress` (a tqdm
+    bar) is advanced by the audio seconds processed."""
+    from dsaml.decoding import file_steps
+
+    events = file_steps(paths, extractor, background=background)
+    yield from _predict_steps(model, events, window_steps=window_steps, hop_steps=hop_steps, batch_size=batch_size,
+                              progress=progress)
+
+
 def predict_file(model, extractor, path: str | os.PathLike, window_steps: int | None = None,
-                 hop_steps: int | None = None):
+                 hop_steps: int | None = None, *, batch_size: int = 1, background: bool = True):
     """Predict one audio file (any length); raises `AudioError` naming the file if it cannot be used."""
-    waveform, rate = load_audio(path)
-    return predict_waveform(model, extractor, waveform, rate, name=str(path), window_steps=window_steps,
-                            hop_steps=hop_steps)
+    (_, result), = predict_files(model, extractor, [path], window_steps=window_steps, hop_steps=hop_steps,
+                                 batch_size=batch_size, background=background)
+    if isinstance(result, AudioError):
+        raise result
+    return result
+
+
+def predict_waveform(model, extractor, waveform: np.ndarray, sampling_rate: int, *, name: str = "audio",
+                     window_steps: int | None = None, hop_steps: int | None = None):
+    """Per-step predictions of one waveform (1-D, or 2-D channels-first): a DataFrame with `time_seconds`,
+    `arousal`, `valence`; raises `AudioError` naming `name` if it cannot be used."""
+    from dsaml.modeling.step_audio_dsaml import mono_waveform
+
+    def events():
+        try:
+            wave = mono_waveform(waveform, name)
+            if wave.numel() == 0:
+                raise ValueError(f"{name}: audio is empty (0 samples)")
+            stream = extractor.stream(sampling_rate, name=name)
+            for first in range(0, wave.numel(), BLOCK_FRAMES):
+                yield 0, "steps", stream.push_inputs(wave[first : first + BLOCK_FRAMES])
+            yield 0, "steps", stream.flush_inputs()
+        except ValueError as exc:
+            yield 0, "error", AudioError(str(exc))
+            return
+        yield 0, "end", None
+
+    (_, result), = _predict_steps(model, events(), window_steps=window_steps, hop_steps=hop_steps, batch_size=1)
+    if isinstance(result, AudioError):
+        raise result
+    return result
 
 
 def write_prediction(frame, output_dir: str | os.PathLike, stem: str, *, source: str = "", model: str = "",

@@ -37,6 +37,13 @@ def _stems(files: list[Path]) -> list[str]:
     return stems
 
 
+def _header_seconds(path: Path, audio_duration, error_type) -> float:
+    try:
+        return audio_duration(path)
+    except error_type:
+        return 0.0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dsaml predict",
                                      description="Arousal/valence at 2 Hz for audio files: CSV + JSON + PNG per file.")
@@ -49,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="apply an adapter whose base model cannot be verified (no dsaml_adapter.json)")
     parser.add_argument("--window_steps", type=int, default=None, help="steps per window (default: the model's)")
     parser.add_argument("--hop_steps", type=int, default=None, help="steps between windows (default: the model's)")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="sliding windows per forward pass (default: measured on the first windows, "
+                             "the size that pays on this machine)")
     parser.add_argument("--no_plot", action="store_true", help="skip the PNG plots")
     parser.add_argument("--fail_fast", action="store_true", help="stop at the first unusable file")
     return parser
@@ -59,15 +69,15 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
     from dsaml.adapters import load_extractor, load_personalized
-    from dsaml.audio import AudioError
+    from dsaml.audio import AudioError, audio_duration
     from dsaml.files import check_output_folder
-    from dsaml.predict import model_config, predict_file, write_prediction
+    from dsaml.predict import model_config, predict_files, write_prediction
     from dsaml.storage import check_user
 
     args = build_parser().parse_args(argv)
     if args.user is not None:
         check_user(args.user)
-    for flag in ("window_steps", "hop_steps"):
+    for flag in ("window_steps", "hop_steps", "batch_size"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise ValueError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     check_output_folder(args.output)  # before any prediction is computed
@@ -81,16 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     config = model_config(model)
     extractor = load_extractor(args.model, config)
     failures = []
-    for path, stem in tqdm(list(zip(files, _stems(files))), desc="predicting", unit="song"):
-        try:
-            frame = predict_file(model, extractor, path, args.window_steps, args.hop_steps)
-        except AudioError as exc:
-            if args.fail_fast:
-                raise
-            failures.append(str(exc))
-            continue
-        write_prediction(frame, args.output, stem, source=str(path), model=str(args.model), user=args.user,
-                         step_seconds=config.step_seconds, plot=not args.no_plot)
+    stems = _stems(files)
+    # the bar counts seconds of audio (header lengths; an unreadable file counts 0 and is reported below)
+    total = sum(_header_seconds(path, audio_duration, AudioError) for path in files)
+    with tqdm(total=round(total, 1), desc="predicting", unit="s audio", unit_scale=False,
+              bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]") as bar:
+        results = predict_files(model, extractor, files, window_steps=args.window_steps, hop_steps=args.hop_steps,
+                                batch_size=args.batch_size, progress=bar)
+        for index, result in results:
+            if isinstance(result, AudioError):
+                if args.fail_fast:
+                    results.close()
+                    raise result
+                failures.append(str(result))
+                continue
+            write_prediction(result, args.output, stems[index], source=str(files[index]), model=str(args.model),
+                             user=args.user, step_seconds=config.step_seconds, plot=not args.no_plot)
     print(f"wrote {len(files) - len(failures)} of {len(files)} prediction(s) to {args.output}")
     for message in failures:
         print(f"dsaml predict: skipped: {message}", file=sys.stderr)
