@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from dsaml.audio import BLOCK_FRAMES, AudioError
+from dsaml.batch_size import BatchSizeTuner
 from dsaml.files import atomic_path, atomic_write_text
 
 __all__ = ["predict_file", "predict_files", "predict_waveform", "write_prediction"]
@@ -43,12 +44,11 @@ def _frame(pieces: list[torch.Tensor], step_seconds: float):
 
 @torch.no_grad()
 def _predict_steps(model, events: Iterator[tuple], *, window_steps: int | None, hop_steps: int | None,
-                   batch_size: int | None, progress=None) -> Iterator[tuple[int, object]]:
+                   batch_size: int | BatchSizeTuner | None, progress=None) -> Iterator[tuple[int, object]]:
     """`(index, DataFrame | AudioError)` in index order from `decoding.file_steps`-style events."""
-    from dsaml.batch_size import BatchSizeTuner
-
     config = model_config(model)
-    tuner = BatchSizeTuner() if batch_size is None else None
+    tuner = batch_size if isinstance(batch_size, BatchSizeTuner) else BatchSizeTuner() if batch_size is None else None
+    batch_size = None if tuner is not None else batch_size
     model.eval()
     stream = model.streaming(window_steps or config.window_steps, hop_steps or config.hop_steps,
                              batch_size or 1, on_batch=tuner.record if tuner else None)
@@ -92,12 +92,12 @@ def _predict_steps(model, events: Iterator[tuple], *, window_steps: int | None, 
 
 
 def predict_files(model, extractor, paths: Sequence[str | os.PathLike], *, window_steps: int | None = None,
-                  hop_steps: int | None = None, batch_size: int | None = None, background: bool = True,
-                  progress=None) -> Iterator[tuple[int, object]]:
+                  hop_steps: int | None = None, batch_size: int | BatchSizeTuner | None = None,
+                  background: bool = True, progress=None) -> Iterator[tuple[int, object]]:
     """Predict audio files (any length, block by block): yields `(index, DataFrame)` in input order, or
     `(index, AudioError)` naming a file that cannot be used. `batch_size` None measures the window batch size
-    that pays (`dsaml.batch_size`); `background` decodes in a thread ahead of the model; `progress` (a tqdm
-    bar) is advanced by the audio seconds processed."""
+    that pays (`dsaml.batch_size`; pass a `BatchSizeTuner` to read its choice afterwards); `background`
+    decodes in a thread ahead of the model; `progress` (a tqdm bar) is advanced by the audio seconds processed."""
     from dsaml.decoding import file_steps
 
     events = file_steps(paths, extractor, background=background)
