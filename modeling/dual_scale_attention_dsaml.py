@@ -121,26 +121,36 @@ class DualScaleAttentionTransformer(nn.Module):
         self.config = config
         self.encoder = DSAMLEncoder(config)
 
-    def _pass(self, hidden, padding_mask, context: int | None):
+    def _mask(self, hidden, padding_mask, context: int | None):
         batch, steps, _ = hidden.shape
         band = None if context is None else band_mask(steps, context, hidden.device)
-        mask = additive_attention_mask(band, padding_mask, hidden.dtype, batch, steps, hidden.device)
-        return self.encoder(hidden, mask)
+        return additive_attention_mask(band, padding_mask, hidden.dtype, batch, steps, hidden.device)
+
+    def _pass(self, hidden, padding_mask, context: int | None):
+        return self.encoder(hidden, self._mask(hidden, padding_mask, context))
 
     def forward(
         self, hidden: torch.Tensor, padding_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """Returns (output, local attention maps, global attention maps)."""
         cfg = self.config
-        local_out, local_maps = (None, [])
-        global_out, global_maps = (None, [])
-        if cfg.use_local_attention:
+        if cfg.use_local_attention and cfg.use_global_attention and not self.training:
+            # the two passes share every weight: run them as one batch of twice the rows, which fills the
+            # matrix products better than two passes one after the other (~20 % faster on CPU, same numbers).
+            # Not in training: the dropout masks would be drawn in another order than in earlier runs
+            batch = hidden.shape[0]
+            masks = torch.cat([self._mask(hidden, padding_mask, cfg.local_context_steps),
+                               self._mask(hidden, padding_mask, cfg.global_context_steps)])
+            both, maps = self.encoder(torch.cat([hidden, hidden]), masks)
+            local_maps, global_maps = [m[:batch] for m in maps], [m[batch:] for m in maps]
+            return torch.sigmoid(both[:batch] + both[batch:]), local_maps, global_maps
+        if cfg.use_local_attention and cfg.use_global_attention:
             local_out, local_maps = self._pass(hidden, padding_mask, cfg.local_context_steps)
-        if cfg.use_global_attention:
             global_out, global_maps = self._pass(hidden, padding_mask, cfg.global_context_steps)
-        if local_out is not None and global_out is not None:
             return torch.sigmoid(local_out + global_out), local_maps, global_maps
-        if local_out is not None or global_out is not None:  # single-branch ablation: no sigmoid, as in the reference
-            return (local_out if local_out is not None else global_out), local_maps, global_maps
+        if cfg.use_local_attention or cfg.use_global_attention:  # single-branch ablation: no sigmoid, as in the reference
+            context = cfg.local_context_steps if cfg.use_local_attention else cfg.global_context_steps
+            output, maps = self._pass(hidden, padding_mask, context)
+            return output, (maps if cfg.use_local_attention else []), (maps if cfg.use_global_attention else [])
         output, maps = self._pass(hidden, padding_mask, None)  # both off: one unmasked pass
         return output, maps, []

@@ -95,7 +95,12 @@ def test_local_and_global_pass_share_one_encoder(model, config):
     assert sum(p.numel() for p in only_local.parameters()) == sum(p.numel() for p in model.parameters())
     # and the gradient of every shared weight is the sum of both passes' contributions: run each pass through its
     # own copy of the encoder, and the copies' gradients add up to the shared encoder's
-    model.eval()  # no dropout: the three forwards see the same function
+    # no dropout, so the three forwards see the same function; training mode, where the passes run one by one
+    # (`_pass`; in eval mode they run stacked, test_stacked_passes_at_inference_equal_the_two_passes)
+    model.train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
     hidden = torch.randn(1, 10, config.hidden_size)
     transformer.encoder.zero_grad()
     transformer(hidden)[0].pow(2).sum().backward()
@@ -452,3 +457,22 @@ def test_local_cnn_normalization_is_calibrated_once_and_never_moves(config):
         assert torch.equal(value, buffers[name]), name
     model.eval()
     assert torch.allclose(cnn(patches[:8]), train_out, atol=1e-6)
+
+
+def test_stacked_passes_at_inference_equal_the_two_passes(model):
+    """In eval mode the local and global passes run as one batch: the same output and maps as one by one."""
+    transformer = model.eval().dsaml.transformer
+    cfg = transformer.config
+    hidden = torch.randn(2, 30, cfg.hidden_size)
+    mask = torch.ones(2, 30, dtype=torch.long)
+    mask[1, 22:] = 0
+    with torch.no_grad():
+        out, local_maps, global_maps = transformer(hidden, mask)
+        local, local_alone = transformer._pass(hidden, mask, cfg.local_context_steps)
+        glob, global_alone = transformer._pass(hidden, mask, cfg.global_context_steps)
+    torch.testing.assert_close(out, torch.sigmoid(local + glob), rtol=0, atol=1e-6)
+    assert len(local_maps) == len(global_maps) == cfg.num_hidden_layers
+    for a, b in zip(local_maps + global_maps, local_alone + global_alone):
+        assert a.shape == (2, cfg.num_attention_heads, 30, 30)
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert not torch.allclose(local, glob, atol=1e-3)  # the two bands differ: a swap would be caught
