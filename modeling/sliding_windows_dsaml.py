@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-__all__ = ["SongWindows", "StreamingPrediction", "window_starts", "window_weights"]
+__all__ = ["SongWindows", "StreamedSong", "StreamingPrediction", "window_starts", "window_weights"]
 
 
 def window_starts(num_steps: int, window_steps: int, hop_steps: int | None = None) -> list[int]:
@@ -122,7 +122,7 @@ class SongWindows:
         return self.finished and not self.outstanding and self.emitted == self.received
 
 
-class _Song:
+class StreamedSong:
     """A song being predicted: its window schedule and the per-step inputs its outstanding windows need."""
 
     def __init__(self, window: int, hop: int):
@@ -170,14 +170,15 @@ class StreamingPrediction:
         self.model, self.window, self.hop = model, window, hop
         self.batch_size = batch_size
         self.on_batch = on_batch
-        self.queue: dict[int, list[tuple[_Song, int, int]]] = {}  # window length -> (song, ticket, start) waiting
+        # window length -> the (song, ticket, start) of the windows waiting to run
+        self.queue: dict[int, list[tuple[StreamedSong, int, int]]] = {}
         self._ticket = 0  # arrival order of the waiting windows
 
-    def open(self) -> _Song:
-        return _Song(self.window, self.hop)
+    def open(self) -> StreamedSong:
+        return StreamedSong(self.window, self.hop)
 
     @torch.no_grad()
-    def push(self, song: _Song, inputs: dict[str, torch.Tensor]) -> None:
+    def push(self, song: StreamedSong, inputs: dict[str, torch.Tensor]) -> None:
         features = inputs["input_features"]
         if features.shape[0] == 0:
             return
@@ -185,17 +186,17 @@ class StreamingPrediction:
                                             inputs.get("global_input_values")))
         self._schedule(song, [(s, self.window) for s in song.windows.extend(features.shape[0])])
 
-    def finish(self, song: _Song) -> None:
+    def finish(self, song: StreamedSong) -> None:
         self._schedule(song, song.windows.finish())
 
-    def cancel(self, song: _Song) -> None:
+    def cancel(self, song: StreamedSong) -> None:
         """Forget a song (e.g. its file turned out unusable): its waiting windows are dropped."""
         for length, waiting in self.queue.items():
             self.queue[length] = [job for job in waiting if job[0] is not song]
         song.windows.outstanding.clear()
         song.buffer = {}
 
-    def pop(self, song: _Song) -> torch.Tensor:
+    def pop(self, song: StreamedSong) -> torch.Tensor:
         return song.windows.pop()
 
     def flush(self) -> None:
@@ -203,7 +204,7 @@ class StreamingPrediction:
             while self.queue.get(length):
                 self._run(length)
 
-    def _schedule(self, song: _Song, jobs: list[tuple[int, int]]) -> None:
+    def _schedule(self, song: StreamedSong, jobs: list[tuple[int, int]]) -> None:
         for start, length in jobs:
             self.queue.setdefault(length, []).append((song, self._ticket, start))
             self._ticket += 1

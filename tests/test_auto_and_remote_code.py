@@ -89,7 +89,9 @@ def test_remote_code_loads_without_the_package_or_torchaudio(tmp_path):
     script = tmp_path / "load.py"
     script.write_text(REMOTE_SCRIPT)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    # the parent's thread count: BLAS rounds differently with another one (OMP_NUM_THREADS=1 in the environment
+    # and 2 threads here made the logits differ by 1e-8)
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(torch.get_num_threads()))
     outputs = [str(tmp_path / "logits.npy"), str(tmp_path / "features.npy")]
     result = subprocess.run(
         [sys.executable, str(script), str(folder), str(tmp_path / "audio.npy"), *outputs],
