@@ -60,7 +60,7 @@ def dmer_figures(args, model, root) -> dict:
     rows = splits[args.partition]
     store = SongStore(rows, root, model.config, dataset_metadata(root).get("value_range", (-1.0, 1.0)))
     songs = store.songs(range(len(rows)))
-    predictions = predict_songs(model, songs, model.config.window_steps, model.config.inference_hop_steps)
+    predictions = predict_songs(model, songs, model.config.window_steps, model.config.hop_steps)
     out = {"pieces": len(songs), "steps": int(sum(s.num_steps for s in songs)),
            "constant": dict(zip(DIMENSIONS, constant))}
     for i, d in enumerate(DIMENSIONS):

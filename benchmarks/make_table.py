@@ -111,21 +111,65 @@ def predictor_only_rows() -> list[str]:
 
 
 def inference_section(doc: dict) -> list[str]:
-    out = ["## Inference real-time factor (`inference.py`)", "",
-           "Seconds of audio per second of compute, feature extraction included (waveform -> log-mel -> sliding "
-           "windows). `batch1`: one song per call, one window at a time; `batched`: 32 windows per forward, and "
-           "for the 45 s clip several clips per call.", ""]
-    rows = []
-    extra = [load(Path(_RESULTS[0]), path.stem) for path in sorted(Path(_RESULTS[0]).glob("inference_*.json"))
-             if not path.stem.endswith("_quick")] if _RESULTS else []
-    figures = [(size, fig) for d in [doc, *[e for e in extra if e]] for size, fig in d["figures"].items()]
-    for size, fig in figures:
+    figures = doc["figures"]
+    out = ["## Inference: streaming speed, cost against the floor, folders, memory, cold start (`inference.py`)", "",
+           "Seconds of audio per second of compute through `dsaml.predict.predict_file` (FLAC decoded block by "
+           "block in a background thread, streamed features, sliding windows with the local CNN once per step), "
+           "batch 1. `network`: the network alone on precomputed features; `x floor` is its time over the time "
+           "at hop = window (every step through the network once). 1-min load average at the start: "
+           f"{figures.get('load_average_1m_at_start', float('nan')):.2f}, at the end: "
+           f"{figures.get('load_average_1m_at_end', float('nan')):.2f}.", ""]
+    rows, folders = [], []
+    for size, fig in figures.items():
+        if not isinstance(fig, dict) or "cases" not in fig:
+            continue
         for case, c in fig["cases"].items():
-            rows.append([size, case, c["real_time_factor"], c["seconds"], c["songs_per_call"],
-                         c["feature_extraction_seconds"], c["peak_rss_mib"]])
-    out += table(["model", "audio / mode", "real-time factor", "seconds per call", "songs per call",
-                  "feature extraction s", "peak RSS MiB"], rows)
-    return out + ["", source(doc)] + [source(e) for e in extra if e] + [""]
+            if case == "folder":
+                folders.append([size, f"{c['files']} x {c['audio_seconds'] / c['files']:.0f} s", c["one_at_a_time_rtf"],
+                                c["batched_rtf"], c["batched_over_one_at_a_time"],
+                                ", ".join(str(x) for x in c["measured_batch_sizes"])])
+            elif case.startswith("network/"):
+                rows.append([size, f"network, {c['audio_seconds'] / 60:.0f} min", c["hop_steps"], "",
+                             c["seconds"], f"x{c['cost_ratio']:.2f}", ""])
+            else:
+                rows.append([size, case.split("/")[0], c["hop_steps"], c["real_time_factor"], c["seconds"], "",
+                             c["peak_rss_mib"]])
+    out += table(["model", "audio", "hop", "real-time factor", "seconds", "x floor", "peak RSS MiB"], rows)
+    out += ["", "Folders: one file at a time (batch 1, nothing overlapped) against `predict_files` (decoding ahead, "
+            "windows of all files batched, batch size measured on the first windows).", ""]
+    out += table(["model", "files", "one at a time RTF", "batched RTF", "batched / one-at-a-time time",
+                  "measured batch size"], folders)
+    cli = figures.get("cli")
+    if cli:
+        out += ["", f"`dsaml predict` of one file in a fresh interpreter, {cli['model']} architecture (wall time "
+                "includes imports, model load, prediction and the CSV / JSON / PNG):", ""]
+        out += table(["file", "wall s", "peak RSS MiB"],
+                     [[k, v["wall_s"], v["peak_rss_mib"]] for k, v in cli.items() if isinstance(v, dict)])
+        out += ["", f"Peak RSS of the long file over the 45 s clip: {cli['long_over_short_peak_rss']:.3f}."]
+    return out + ["", source(doc), ""]
+
+
+def window_hop_section(doc: dict) -> list[str]:
+    f = doc["figures"]
+    out = ["## Sliding-window hop: accuracy against cost (`window_hop.py`)", "",
+           f"`{f['model']}` (window {f['window_steps']} steps), unpersonalized, `{f['dataset']}` {f['partition']} "
+           f"listeners ({f['listeners']}), scores per song averaged per listener then over listeners. Reference: hop "
+           f"{f['reference_hop_steps']} (window / 6); chosen: hop {f['chosen_hop_steps']} (every score within "
+           f"{f['keep']} of the reference's).", ""]
+    test = load(Path(_RESULTS[0]), "window_hop_test") if _RESULTS else None
+    rows = [[c["hop_steps"], *(fmt(c[k], 4) for k in ("rmse", "arousal_rmse", "valence_rmse", "pearson", "ccc")),
+             fmt(c["windows_per_step"], 3), f"x{c['cost_ratio_windows']:.2f}",
+             fmt(c["model_seconds_per_audio_second"] * 1e3, 2)] for c in f["curve"]]
+    out += table(["hop", "RMSE", "A RMSE", "V RMSE", "r", "CCC", "windows / step", "x floor (windows)",
+                  "network ms / audio s (under the run's load)"], rows)
+    if test:
+        t = test["figures"]
+        out += ["", f"Test listeners ({t['listeners']}), reported once after the choice:", ""]
+        out += table(["hop", "RMSE", "A RMSE", "V RMSE", "r", "CCC"],
+                     [[c["hop_steps"], *(fmt(c[k], 4) for k in ("rmse", "arousal_rmse", "valence_rmse", "pearson",
+                                                                "ccc"))] for c in t["curve"]])
+        out += ["", source(test)]
+    return out + ["", source(doc), ""]
 
 
 def personalization_section(doc: dict) -> list[str]:
@@ -313,11 +357,39 @@ def readme_summary(results: Path) -> list[str]:
                          f"{fig['speedup_vs_reference']:.2f}x the official-style step{verdict}"])
     inference = load(results, "inference")
     if inference:
-        for size, fig in inference["figures"].items():
-            cases = fig["cases"]
-            rows.append([f"inference real-time factor, {size} model, batch 1",
-                         ", ".join(f"{c.split('/')[0]} song {fmt(cases[c]['real_time_factor'])}x"
-                                   for c in cases if c.endswith("batch1"))])
+        figures = inference["figures"]
+        for size, fig in figures.items():
+            if not isinstance(fig, dict) or "cases" not in fig:
+                continue
+            cases, hop = fig["cases"], fig["chosen_hop_steps"]
+            network = cases[f"network/hop{hop}"]
+            former = cases.get(f"network/hop{fig['window_steps'] // 6}")
+            rows.append([f"inference real-time factor, {size} model, batch 1, hop {hop} (window / 2)",
+                         ", ".join(f"{c.split('/')[0]} song {fmt(cases[c]['real_time_factor'])}x" for c in cases
+                                   if c.endswith(f"/hop{hop}") and not c.startswith("network"))
+                         + f"; network x{network['cost_ratio']:.2f} the once-per-step floor"
+                         + (f" (hop {former['hop_steps']}: x{former['cost_ratio']:.2f})" if former else "")])
+            folder = cases.get("folder")
+            if folder:
+                rows.append([f"folder of {folder['files']} x 45 s, {size} model",
+                             f"batched {fmt(folder['batched_rtf'])}x vs one file at a time "
+                             f"{fmt(folder['one_at_a_time_rtf'])}x real time"])
+        cli = figures.get("cli")
+        if cli:
+            rows.append([f"`dsaml predict`, {cli['model']} model: cold start (one 45 s file) and peak RSS",
+                         f"{cli['45s']['wall_s']:.2f} s; peak RSS 45 s {cli['45s']['peak_rss_mib']:.0f} MiB, "
+                         + ", ".join(f"{k} {v['peak_rss_mib']:.0f} MiB" for k, v in cli.items()
+                                     if isinstance(v, dict) and k != "45s")
+                         + f" (x{cli['long_over_short_peak_rss']:.2f})"])
+    hop = load(results, "window_hop")
+    if hop:
+        f = hop["figures"]
+        by = {c["hop_steps"]: c for c in f["curve"]}
+        chosen, ref = by[f["chosen_hop_steps"]], by[f["reference_hop_steps"]]
+        rows.append([f"sliding-window hop, main job model, {f['partition']} listeners",
+                     f"hop {chosen['hop_steps']}: RMSE {chosen['rmse']:.4f}, CCC {chosen['ccc']:.4f} vs hop "
+                     f"{ref['hop_steps']}: {ref['rmse']:.4f}, {ref['ccc']:.4f}, at "
+                     f"{chosen['windows_per_step'] / ref['windows_per_step']:.2f}x its window forwards"])
     personalization = load(results, "personalization")
     if personalization:
         for size, f in personalization["figures"].items():
@@ -363,7 +435,7 @@ def update_readme(readme: Path, lines: list[str], marker: str = "benchmarks") ->
     print(f"updated {readme}")
 
 
-SECTIONS = [("meta_step", meta_section), ("inference", inference_section),
+SECTIONS = [("meta_step", meta_section), ("inference", inference_section), ("window_hop", window_hop_section),
             ("personalization", personalization_section), ("vgmidi", vgmidi_section),
             ("dataset_loading", loading_section)]
 
