@@ -162,7 +162,7 @@ def window_hop_section(doc: dict) -> list[str]:
              fmt(c["model_seconds_per_audio_second"] * 1e3, 2)] for c in f["curve"]]
     out += table(["hop", "RMSE", "A RMSE", "V RMSE", "r", "CCC", "windows / step", "x floor (windows)",
                   "network ms / audio s (under the run's load)"], rows)
-    if test:
+    if test and test["figures"]["model"] == f["model"]:
         t = test["figures"]
         out += ["", f"Test listeners ({t['listeners']}), reported once after the choice:", ""]
         out += table(["hop", "RMSE", "A RMSE", "V RMSE", "r", "CCC"],
@@ -436,6 +436,7 @@ def update_readme(readme: Path, lines: list[str], marker: str = "benchmarks") ->
 
 
 SECTIONS = [("meta_step", meta_section), ("inference", inference_section), ("window_hop", window_hop_section),
+            ("window_hop_long", window_hop_section),
             ("personalization", personalization_section), ("vgmidi", vgmidi_section),
             ("dataset_loading", loading_section)]
 
