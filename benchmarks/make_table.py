@@ -273,7 +273,12 @@ def ci(c: dict, digits: int = 3) -> str:
 def vgmidi_inner_loop(p: dict) -> str:
     """The personalization a VGMIDI result used, in words (results before the ridge method: SGD)."""
     where = ", ".join(p["adapted_parameters"]) or "all parameters"
-    if p.get("adaptation_method", "sgd") == "ridge":
+    learned = p.get("learned_ridge")
+    if learned:
+        s, a = learned["strength"], learned["level_share"]
+        text = (f"{where} refitted by the meta-learned ridge (strength {s['arousal']:.3g} / {s['valence']:.3g}, "
+                f"level share {a['arousal']:.2f} / {a['valence']:.2f}, arousal / valence)")
+    elif p.get("adaptation_method", "sgd") == "ridge":
         text = f"{where} refitted by ridge (strength {p['adaptation_ridge']})"
     else:
         text = f"{p['adaptation_steps']} inner steps at lr {p['adaptation_lr']} on {where}"

@@ -123,12 +123,26 @@ def personalization_figures(args, model, root) -> dict:
         "adaptation_method": model.config.adaptation_method,
         "adaptation_ridge": model.config.adaptation_ridge,
         "adaptation_holdout": model.config.adaptation_holdout,
+        **learned_ridge(model),
         "summary": summarize(results),
         "methods": method_table(listeners, args.resamples, args.seed),
         "effect": personalization_effect(listeners, args.resamples, args.seed),
         "by_musicianship": by_level,
         "per_listener": per_listener_table(records, level),
     }
+
+
+def learned_ridge(model) -> dict:
+    """The meta-learned ridge settings per dimension (`learn_adaptation_ridge`), or nothing."""
+    import torch
+
+    from dsaml.adaptation import ridge_settings
+
+    if getattr(model.predictor, "ridge", None) is None:
+        return {}
+    with torch.no_grad():
+        strength, share = (v.tolist() for v in ridge_settings(model))
+    return {"learned_ridge": {"strength": dict(zip(DIMENSIONS, strength)), "level_share": dict(zip(DIMENSIONS, share))}}
 
 
 def per_listener_table(records: dict[str, dict], level: dict) -> dict:

@@ -71,6 +71,12 @@ class DSAMLConfig(PreTrainedConfig):
         adapted_parameters: parameter-name prefixes adapted in the inner loop; empty = all trainable parameters.
         adaptation_ridge: the ridge's pull toward the meta-learned output layer, relative to the support
             features' mean variance (0: ordinary least squares).
+        adaptation_level_share: the share of the support song's mean residual by which the ridge moves the
+            level of the curves (1: the level is refitted freely; 0: kept from the base model).
+        learn_adaptation_ridge: meta-learn the ridge's pull and level share, one each per dimension (four
+            parameters of `predictor.ridge`, starting from `adaptation_ridge` / `adaptation_level_share`), as
+            R2-D2 (Bertinetto et al., ICLR 2019) meta-learns its ridge: the training listeners decide how much
+            one song says about the next.
         adaptation_holdout: personalization only (never meta-training): the share of the support song's end
             held out to choose how far to move toward the adapted weights (`dsaml.shrinkage`, the do-no-harm
             rule); 0 (official): always all the way.
@@ -137,6 +143,8 @@ class DSAMLConfig(PreTrainedConfig):
     adaptation_lr: float | int = 5e-3
     adapted_parameters: list[str] | tuple[str, ...] = ()
     adaptation_ridge: float | int = 1.0
+    adaptation_level_share: float | int = 1.0
+    learn_adaptation_ridge: bool = False
     adaptation_holdout: float | int = 0.0
 
     def __post_init__(self, **kwargs):
@@ -217,6 +225,10 @@ class DSAMLConfig(PreTrainedConfig):
         self._require(self.diagonal_loss_weight >= 0, "diagonal_loss_weight must be >= 0")
         self._require(self.adaptation_lr > 0, f"adaptation_lr must be > 0, got {self.adaptation_lr}")
         self._require(self.adaptation_ridge >= 0, f"adaptation_ridge must be >= 0, got {self.adaptation_ridge}")
+        self._require(0 <= self.adaptation_level_share <= 1,
+                      f"adaptation_level_share must be in [0, 1], got {self.adaptation_level_share}")
+        self._require(not self.learn_adaptation_ridge or self.adaptation_method == "ridge",
+                      "learn_adaptation_ridge meta-learns the ridge inner loop: set adaptation_method: ridge")
         self._require(not self.readout_cues or self.harmonic_features,
                       "readout_cues reads the harmonic view: set harmonic_features too")
         self._require(0 <= self.adaptation_holdout < 1,

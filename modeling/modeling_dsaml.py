@@ -8,6 +8,7 @@ can travel to the Hub as remote code (torch / transformers imports only, relativ
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -152,6 +153,24 @@ class DSAMLModel(DSAMLPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
+class RidgeSettings(nn.Module):
+    """The ridge inner loop's settings as meta-parameters (`config.learn_adaptation_ridge`), one per dimension
+    (arousal, valence): its pull toward the meta-learned output layer, on a log scale, and the share of the
+    support song's mean residual that moves the curve's level, on a logit scale."""
+
+    def __init__(self, config: DSAMLConfig):
+        super().__init__()
+        dims = len(LABEL_NAMES)
+        strength = max(float(config.adaptation_ridge), 1e-4)
+        share = min(max(float(config.adaptation_level_share), 0.01), 0.99)  # a finite logit
+        self.log_strength = nn.Parameter(torch.full((dims,), math.log(strength)))
+        self.level_logit = nn.Parameter(torch.full((dims,), math.log(share / (1 - share))))
+
+    def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(strength, level share), each `[2]`."""
+        return self.log_strength.exp(), torch.sigmoid(self.level_logit)
+
+
 class EmotionPredictor(nn.Module):
     """BiLSTM(lstm_hidden per direction) -> Linear -> Dropout -> Linear(2); linear output, as in the reference.
     With `config.readout_cues` the output layer also reads each step's chord-quality cues (its last inputs)."""
@@ -164,6 +183,7 @@ class EmotionPredictor(nn.Module):
         self.reads_cues = bool(config.readout_cues)
         cues = NUM_READOUT_CUES if self.reads_cues else 0
         self.out = nn.Linear(config.predictor_hidden_size + cues, len(LABEL_NAMES))
+        self.ridge = RidgeSettings(config) if config.learn_adaptation_ridge else None
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
                 harmonic_features: torch.Tensor | None = None) -> torch.Tensor:

@@ -273,3 +273,80 @@ def test_base_loss_weight_adds_the_unadapted_query_gradient(dsaml_task):
     for (name, p), g in zip(params.items(), base):
         expected = plain[name] + 0.5 * (g if g is not None else torch.zeros_like(p))
         torch.testing.assert_close(mixed[name], expected, rtol=1e-7, atol=1e-10)
+
+
+def test_ridge_level_share_and_per_dimension_strength_by_hand(dsaml_task):
+    """The level share moves the curve's level by that share of the support's mean residual, each dimension
+    solves its own ridge with its own strength, and `learn_adaptation_ridge` reads both from the model."""
+    from dsaml.adaptation import ridge_adapt
+    from dsaml.modeling.modeling_dsaml import RidgeSettings
+
+    model, task = dsaml_task
+    out = model.predictor.out
+    fast = {"predictor.out.weight": out.weight, "predictor.out.bias": out.bias}
+    with torch.no_grad():
+        hidden = model.dsaml.encode(task.support["input_features"], task.support["attention_mask"])[0]
+        x = model.predictor.readout_features(hidden, task.support["attention_mask"])[0].numpy()
+    y = task.support["labels"][0].numpy()
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    w0, b0 = out.weight.detach().numpy(), out.bias.detach().numpy()
+    strengths, shares = (0.2, 5.0), (0.25, 0.0)
+    got = ridge_adapt(model, task.support, fast, strength=strengths, level_share=shares)
+    for d in range(2):
+        lam = strengths[d] * np.trace(xc.T @ xc) / x.shape[1]
+        w = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ yc[:, d] + lam * w0[d])
+        np.testing.assert_allclose(got["predictor.out.weight"][d].detach().numpy(), w, rtol=1e-8, atol=1e-10)
+        base_level = x.mean(0) @ w0[d] + b0[d]
+        level = base_level + shares[d] * (y[:, d].mean() - base_level)
+        assert float(got["predictor.out.bias"][d].detach()) == pytest.approx(level - w @ x.mean(0), abs=1e-10)
+    # share 0 keeps the base model's mean prediction on the support song exactly
+    assert float((x @ got["predictor.out.weight"][1].detach().numpy()).mean() + got["predictor.out.bias"][1].detach()) == (
+        pytest.approx(float((x @ w0[1]).mean() + b0[1]), abs=1e-10))
+
+    model.config.learn_adaptation_ridge = True
+    model.predictor.ridge = RidgeSettings(model.config).double()
+    try:
+        with torch.no_grad():
+            model.predictor.ridge.log_strength.copy_(torch.tensor(strengths, dtype=torch.float64).log())
+            model.predictor.ridge.level_logit.copy_(torch.tensor([np.log(1 / 3), -40.0]))  # 0.25, ~0
+        learned = ridge_adapt(model, task.support, fast)
+        for name in RIDGE_OUT:
+            torch.testing.assert_close(learned[name], got[name], rtol=1e-9, atol=1e-12)
+    finally:
+        model.predictor.ridge, model.config.learn_adaptation_ridge = None, False
+
+
+RIDGE_OUT = ("predictor.out.weight", "predictor.out.bias")
+
+
+def test_learned_ridge_settings_get_the_exact_meta_gradient(dsaml_task):
+    """FOMAML through the ridge solve gives the learned strength and level share (log / logit scales) the
+    gradient of the query loss: equal to a central finite difference."""
+    from dsaml.modeling.modeling_dsaml import RidgeSettings
+
+    model, task = dsaml_task
+    model.config.adaptation_method, model.config.adaptation_ridge = "ridge", 0.3
+    model.config.adaptation_level_share, model.config.learn_adaptation_ridge = 0.6, True
+    model.predictor.ridge = RidgeSettings(model.config).double()
+    try:
+        assert model.predictor.ridge()[0].tolist() == pytest.approx([0.3, 0.3])
+        assert model.predictor.ridge()[1].tolist() == pytest.approx([0.6, 0.6])
+        grads, _ = task_gradient(model, task, algorithm="fomaml", adapted=["predictor.out"])
+        for name in ("predictor.ridge.log_strength", "predictor.ridge.level_logit"):
+            param = dict(model.named_parameters())[name]
+            for d in range(2):
+                losses = []
+                for sign in (1, -1):
+                    with torch.no_grad():
+                        param[d] += sign * 1e-6
+                    _, stats = task_gradient(model, task, algorithm="fomaml", adapted=["predictor.out"])
+                    losses.append(stats["query_loss"])
+                    with torch.no_grad():
+                        param[d] -= sign * 1e-6
+                numeric = (losses[0] - losses[1]) / 2e-6
+                assert abs(numeric) > 1e-6  # the query loss does depend on every setting
+                assert float(grads[name][d]) == pytest.approx(numeric, rel=1e-4, abs=1e-9)
+    finally:
+        model.predictor.ridge = None
+        model.config.adaptation_method, model.config.learn_adaptation_ridge = "sgd", False
+        model.config.adaptation_level_share = 1.0

@@ -4,6 +4,7 @@ configuration errors, and the Hub push through the path users run (against the l
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -312,3 +313,32 @@ def test_ctrl_c_stops_at_a_step_boundary_and_resumes_exactly(run, tmp_path, monk
     strip = lambda lines: [{k: v for k, v in json.loads(x).items() if "per_second" not in k} for x in lines]  # noqa: E731
     assert strip((again / "metrics.jsonl").read_text().splitlines()) == strip(
         (out / "metrics.jsonl").read_text().splitlines())
+
+
+def test_a_stage_that_learns_the_ridge_settings_adds_trains_saves_and_logs_them(run, tmp_path):
+    """A stage that turns `learn_adaptation_ridge` on, from a saved model without it: the settings start at the
+    config's values, move at `ridge_learning_rate`, are logged each step, and travel with the saved model."""
+    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+
+    out = tmp_path / "ridge"
+    model = {"adaptation_method": "ridge", "adaptation_ridge": 0.1, "adaptation_level_share": 0.5,
+             "adapted_parameters": ["predictor.out"], "learn_adaptation_ridge": True}
+    with one_thread():
+        train(tiny(out, init_from=str(run[0] / "best"), model=model, ridge_learning_rate=0.5, max_steps=2,
+                   evaluate_test=False))
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # Adam's first step moves each setting by about its learning rate (0.5 on the log / logit scale)
+    first = records[0]
+    assert abs(math.log(first["ridge/strength_arousal"] / 0.1)) == pytest.approx(0.5, rel=0.05)
+    assert abs(math.log(first["ridge/level_share_valence"] / 0.5) + math.log(
+        (1 - 0.5) / (1 - first["ridge/level_share_valence"]))) == pytest.approx(0.5, rel=0.05)
+    saved = parameters(out / "last")
+    assert set(saved["predictor.ridge.log_strength"].shape) == {2}
+    reloaded = DSAMLForDynamicEmotionRecognition.from_pretrained(out / "last")
+    strength, share = (v.tolist() for v in reloaded.predictor.ridge())
+    assert strength == pytest.approx([records[-1]["ridge/strength_arousal"], records[-1]["ridge/strength_valence"]])
+    assert share == pytest.approx([records[-1]["ridge/level_share_arousal"], records[-1]["ridge/level_share_valence"]])
+    # the base model's weights moved at the run's own learning rate, far less than the settings
+    before, after = parameters(run[0] / "best"), saved
+    change = (after["predictor.out.weight"] - before["predictor.out.weight"]).abs().max()
+    assert 0 < change < 0.01

@@ -119,12 +119,16 @@ def test_benchmark_on_a_miniature_release(tmp_path):
     model = DSAMLForDynamicEmotionRecognition(small_config(
         window_steps=4, inference_hop_steps=4, local_context_steps=2, global_context_steps=3,
         global_context_seconds=2.0, adapted_parameters=["predictor.out"], adaptation_steps=2,
-        adaptation_method="ridge", adaptation_ridge=0.1)).eval()
+        adaptation_method="ridge", adaptation_ridge=0.1, adaptation_level_share=0.5,
+        learn_adaptation_ridge=True)).eval()
     args = Namespace(partition="test", max_annotators=None, adaptation_steps=None, adaptation_lr=None,
                      resamples=20, seed=0)
     figures = bench.personalization_figures(args, model, root)
     assert (figures["adaptation_method"], figures["adaptation_ridge"], figures["adaptation_holdout"]) == (
         "ridge", 0.1, 0.0)
+    learned = figures["learned_ridge"]  # the model's own settings (here still their starting values)
+    assert learned["strength"] == pytest.approx({"arousal": 0.1, "valence": 0.1})
+    assert learned["level_share"] == pytest.approx({"arousal": 0.5, "valence": 0.5})
     assert figures["tasks"] == 2 * figures["listeners"] > 0
     assert set(figures["methods"]) == {"before", "after", "crowd", "shift", "linear"}
     crowd = figures["methods"]["crowd"]["arousal_rmse"]["mean"]
@@ -148,3 +152,8 @@ def test_table_names_the_inner_loop_the_result_used():
     assert make_table.vgmidi_inner_loop(ridge) == "predictor.out refitted by ridge (strength 0.1)"
     assert make_table.vgmidi_inner_loop({**ridge, "adaptation_holdout": 0.25}) == (
         "predictor.out refitted by ridge (strength 0.1), do-no-harm rule on the last 25% of the support piece")
+    learned = {**ridge, "learned_ridge": {"strength": {"arousal": 12.345, "valence": 0.5},
+                                          "level_share": {"arousal": 0.031, "valence": 0.4}}}
+    assert make_table.vgmidi_inner_loop(learned) == (
+        "predictor.out refitted by the meta-learned ridge (strength 12.3 / 0.5, level share 0.03 / 0.40, "
+        "arousal / valence)")

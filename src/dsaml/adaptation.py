@@ -70,7 +70,7 @@ def adapt(
     fast = dict(params if params is not None else adaptable_parameters(model))
     names = list(fast)
     if getattr(config, "adaptation_method", "sgd") == "ridge":
-        return ridge_adapt(model, support, fast, strength=config.adaptation_ridge)
+        return ridge_adapt(model, support, fast)
     if steps and adapts_predictor_only(model, names):
         return _adapt_predictor(model, support, fast, steps=steps, lr=lr, second_order=second_order)
     for _ in range(steps):
@@ -113,21 +113,41 @@ def _adapt_predictor(model, support, fast, *, steps: int, lr: float, second_orde
 RIDGE_PARAMETERS = ("predictor.out.weight", "predictor.out.bias")
 
 
-def ridge_adapt(model, support, fast, *, strength: float) -> dict[str, torch.Tensor]:
+def ridge_settings(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ridge inner loop's (strength, level share) per dimension, `[2]` each: the meta-learned ones of
+    `predictor.ridge` (`config.learn_adaptation_ridge`), else the config's."""
+    learned = getattr(model.predictor, "ridge", None)
+    if learned is not None:
+        return learned()
+    config = model.config
+    dims = model.predictor.out.out_features
+    return (torch.full((dims,), float(config.adaptation_ridge), dtype=torch.float64),
+            torch.full((dims,), float(getattr(config, "adaptation_level_share", 1.0)), dtype=torch.float64))
+
+
+def ridge_adapt(model, support, fast, *, strength=None, level_share=None) -> dict[str, torch.Tensor]:
     """The output layer refitted in closed form on the support batch (the `"ridge"` inner loop).
 
-    With the predictor's last hidden features X (centred over the support's labelled steps) and labels Y:
+    With the predictor's last hidden features X (centred over the support's labelled steps) and labels Y, for
+    each dimension d (arousal, valence) with its own strength s_d and level share a_d (`ridge_settings`):
 
-        W = argmin ||Y_c - X_c W^T||^2 + lam ||W - W_0||^2,  lam = strength * trace(X_c^T X_c) / dim
-        b = mean(Y) - W mean(X)
+        w_d = argmin ||y_d,c - X_c w||^2 + lam_d ||w - w_0,d||^2,  lam_d = s_d * trace(X_c^T X_c) / dim
+        level_d = l_0,d + a_d (mean(y_d) - l_0,d),  l_0,d = w_0,d mean(X) + b_0,d (the base model's mean)
+        b_d = level_d - w_d mean(X)
 
     W_0 is the meta-learned output layer (the fast weights given): a listener's labels move the readout of the
     features the encoder learned, not only its level, while the pull toward W_0 keeps one song from
-    overfitting. The solve is differentiable, so meta-training gets the exact gradient through the inner loop
-    at no extra cost, whichever algorithm (`fomaml` or `maml`) drives it."""
+    overfitting; a_d < 1 trusts the song's level less (a real listener's offset on one song says little about
+    the next). The solve is differentiable, so meta-training gets the exact gradient through the inner loop,
+    to the encoder and to learned settings alike, whichever algorithm (`fomaml` or `maml`) drives it.
+    `strength` / `level_share` (floats or `[2]`) replace the model's settings."""
     if sorted(fast) != sorted(RIDGE_PARAMETERS):
         raise ValueError(f"the ridge inner loop adapts exactly {list(RIDGE_PARAMETERS)}; set adapted_parameters: "
                          f"[predictor.out] (got {sorted(fast)})")
+    default_strength, default_share = ridge_settings(model)
+    given = (lambda value, default: default if value is None
+             else torch.as_tensor(value, dtype=torch.float64).expand(default.shape))
+    strength, level_share = given(strength, default_strength), given(level_share, default_share)
     mask = support.get("attention_mask")
     hidden = model.dsaml.encode(support["input_features"], mask, support.get("global_input_values"),
                                 support.get("harmonic_features"))[0]
@@ -140,10 +160,13 @@ def ridge_adapt(model, support, fast, *, strength: float) -> dict[str, torch.Ten
     x_mean, y_mean = x.mean(0, keepdim=True), y.mean(0, keepdim=True)
     xc, yc = x - x_mean, y - y_mean
     gram = xc.T @ xc
-    lam = strength * torch.trace(gram).clamp_min(1e-12) / gram.shape[0]
-    w0 = fast["predictor.out.weight"].double()
+    lam = strength.to(gram) * torch.trace(gram).clamp_min(1e-12) / gram.shape[0]  # [2]
+    w0, b0 = fast["predictor.out.weight"].double(), fast["predictor.out.bias"].double()
     eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-    weight = torch.linalg.solve(gram + lam * eye, xc.T @ yc + lam * w0.T).T
-    bias = (y_mean - x_mean @ weight.T)[0]
+    system = gram[None] + lam[:, None, None] * eye  # one system per dimension
+    weight = torch.linalg.solve(system, ((xc.T @ yc).T + lam[:, None] * w0)[..., None])[..., 0]
+    base_level = x_mean @ w0.T + b0
+    level = base_level + level_share.to(gram) * (y_mean - base_level)
+    bias = (level - x_mean @ weight.T)[0]
     dtype = fast["predictor.out.weight"].dtype
     return {"predictor.out.weight": weight.to(dtype), "predictor.out.bias": bias.to(dtype)}

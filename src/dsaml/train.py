@@ -42,8 +42,34 @@ def build_model(args: TrainingArguments):
         for key, value in args.model.items():
             setattr(model.config, key, value)
         model.config.validate_dsaml()
+        _match_ridge_settings(model)
         return model
     return DSAMLForDynamicEmotionRecognition(DSAMLConfig(**args.model))
+
+
+def _match_ridge_settings(model) -> None:
+    """A stage that turns `learn_adaptation_ridge` on adds the learned settings, started from the config's values
+    (the saved model it starts from had none); one that turns it off drops them."""
+    from dsaml.modeling.modeling_dsaml import RidgeSettings
+
+    learned = bool(model.config.learn_adaptation_ridge)
+    if learned and model.predictor.ridge is None:
+        model.predictor.ridge = RidgeSettings(model.config)
+    elif not learned:
+        model.predictor.ridge = None
+
+
+def parameter_groups(model, args: TrainingArguments) -> list[dict]:
+    """The optimizer's groups: every trainable parameter at `learning_rate`, the learned ridge settings (four
+    scalars on log / logit scales) at `ridge_learning_rate` when it is set."""
+    from dsaml.meta import trainable_parameters
+
+    params = trainable_parameters(model)
+    ridge = [p for n, p in params.items() if n.startswith("predictor.ridge.")]
+    rest = [p for n, p in params.items() if not n.startswith("predictor.ridge.")]
+    if not ridge or args.ridge_learning_rate is None:
+        return [{"params": rest + ridge}]
+    return [{"params": rest}, {"params": ridge, "lr": args.ridge_learning_rate}]
 
 
 class MetricsLog:
@@ -115,7 +141,6 @@ def setup(args: TrainingArguments) -> Run:
     from accelerate.utils import ProjectConfiguration, set_seed
 
     from dsaml.checkpoints import latest_checkpoint, load_checkpoint
-    from dsaml.meta import trainable_parameters
     from dsaml.modeling import DSAMLFeatureExtractor
     from dsaml.training_data import TrainingData
 
@@ -137,8 +162,7 @@ def setup(args: TrainingArguments) -> Run:
     model = build_model(args).to(accelerator.device)
     data = TrainingData(args, model.config, accelerator)
     data.preload(progress)
-    optimizer = torch.optim.Adam(trainable_parameters(model).values(), lr=args.learning_rate,
-                                 weight_decay=args.weight_decay)
+    optimizer = torch.optim.Adam(parameter_groups(model, args), lr=args.learning_rate, weight_decay=args.weight_decay)
     optimizer = accelerator.prepare(optimizer)
     if trackers:
         accelerator.init_trackers("dsaml", config={k: v for k, v in args.to_dict().items()
@@ -181,7 +205,20 @@ def training_step(run: Run) -> dict:
     loss = accelerator.reduce(torch.tensor(stats["query_loss"], device=accelerator.device), "mean")
     run.state["step"] += 1
     return {"train/query_loss": float(loss), "train/grad_norm": float(grad_norm),
-            "train/tasks_per_second": args.tasks_per_step / (time.perf_counter() - started)}
+            "train/tasks_per_second": args.tasks_per_step / (time.perf_counter() - started), **ridge_metrics(model)}
+
+
+def ridge_metrics(model) -> dict[str, float]:
+    """The learned ridge settings (`learn_adaptation_ridge`) after the step, e.g. `ridge/level_share_valence`."""
+    from dsaml.adaptation import ridge_settings
+    from dsaml.modeling.modeling_dsaml import LABEL_NAMES
+
+    if getattr(model.predictor, "ridge", None) is None:
+        return {}
+    with torch.no_grad():
+        settings = dict(zip(("strength", "level_share"), ridge_settings(model)))
+    return {f"ridge/{kind}_{dim}": float(values[i]) for kind, values in settings.items()
+            for i, dim in enumerate(LABEL_NAMES)}
 
 
 def evaluate(run: Run, model, store, tasks) -> list:
@@ -277,6 +314,9 @@ def _validation_line(step: int, metrics: dict) -> str:
         if all(k in metrics for k in keys):
             ccc, pcc, rmse = (metrics[k] for k in keys)
             parts.append(f"{stage} personalization: CCC {ccc:.3f}  PCC {pcc:.3f}  RMSE {rmse:.3f}")
+    if "ridge/strength_arousal" in metrics:
+        parts.append("ridge strength A/V {:.3g}/{:.3g}, level share {:.2f}/{:.2f}".format(
+            *(metrics[f"ridge/{kind}_{dim}"] for kind in ("strength", "level_share") for dim in ("arousal", "valence"))))
     return " | ".join(parts)
 
 

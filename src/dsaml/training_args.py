@@ -36,6 +36,7 @@ class TrainingArguments:
     tasks_per_step: int = 16
     max_steps: int = 2000
     learning_rate: float = 5e-5
+    ridge_learning_rate: float | None = None  # the learned ridge settings' (`learn_adaptation_ridge`); None: learning_rate
     weight_decay: float = 0.0
     max_grad_norm: float | None = None
     mixed_precision: str | None = None  # None: what `accelerate launch` / `accelerate config` says
@@ -81,6 +82,8 @@ class TrainingArguments:
             problems.append(f"base_loss_weight must be >= 0, got {self.base_loss_weight}")
         if not (0 < self.learning_rate < math.inf):
             problems.append(f"learning_rate must be a finite number > 0, got {self.learning_rate}")
+        if self.ridge_learning_rate is not None and not (0 < self.ridge_learning_rate < math.inf):
+            problems.append(f"ridge_learning_rate must be a finite number > 0 (or null), got {self.ridge_learning_rate}")
         if not (0 <= self.weight_decay < math.inf):
             problems.append(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if self.max_grad_norm is not None and not (0 < self.max_grad_norm < math.inf):
@@ -147,7 +150,7 @@ class TrainingArguments:
             raise ValueError(f"unknown training argument(s) {unknown}; known: {sorted(known)}")
         values = dict(values)
         # YAML reads 5e-5 as a string
-        for name in ("learning_rate", "weight_decay", "validation_annotators", "base_loss_weight"):
+        for name in ("learning_rate", "ridge_learning_rate", "weight_decay", "validation_annotators", "base_loss_weight"):
             if isinstance(values.get(name), str):
                 values[name] = float(values[name])
         if isinstance(values.get("max_grad_norm"), str):
