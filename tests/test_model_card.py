@@ -7,6 +7,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import small_config
 from huggingface_hub import ModelCard
 
@@ -60,7 +61,27 @@ def test_write_model_card_fills_everything(tmp_path):
     assert re.search(r"\| ccc \| 0\.1234 \| 0\.3456 \|", text)
     assert "| `meta_algorithm` | fomaml |" in text
     assert "- annotators: 6" in text and "| train_loss | 0.5000 |" in text
-    assert "16 SGD steps, learning rate 0.005" in text
+    assert "16 first-order SGD steps, learning rate 0.005" in text
+
+
+def test_card_names_the_ridge_inner_loop_and_its_learned_settings(tmp_path):
+    """The ridge inner loop is described as such; meta-learned settings are read from the saved weights."""
+    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+
+    ridge = dict(adaptation_method="ridge", adaptation_ridge=0.1, adapted_parameters=["predictor.out"])
+    fixed = write_model_card(tmp_path / "fixed", config=small_config(**ridge), metrics={}, training_args={},
+                             dataset="synthetic:small").read_text()
+    assert "refitted in closed form by ridge regression" in fixed and "(strength 0.1, share of the support " \
+        "song's level 1.0)" in fixed and "SGD" not in fixed.split("## Training protocol")[1].split("\n- Loss")[0]
+    config = small_config(**ridge, adaptation_level_share=0.25, learn_adaptation_ridge=True)
+    model = DSAMLForDynamicEmotionRecognition(config)
+    with torch.no_grad():
+        model.predictor.ridge.log_strength.copy_(torch.tensor([2.0, 0.5]).log())
+    model.save_pretrained(tmp_path / "learned")
+    learned = write_model_card(tmp_path / "learned", config=config, metrics={}, training_args={},
+                               dataset="synthetic:small").read_text()
+    assert ("meta-learned per dimension (arousal / valence): pull 2 / 0.5, share of the support song's level "
+            "0.25 / 0.25") in learned
 
 
 def test_synthetic_card_is_apache_and_metrics_table_handles_any_keys(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -120,9 +120,25 @@ def _card_data(config, metrics: Mapping[str, float], dataset: str, model_name: s
     return data
 
 
+def inner_loop_text(config, ridge: Mapping[str, Sequence[float]] | None = None) -> str:
+    """The personalization the model was meta-trained with, in a sentence; `ridge` holds the meta-learned
+    settings (`strength`, `level_share`: arousal, valence) when the model has them."""
+    if config.adaptation_method != "ridge":
+        return (f"{config.adaptation_steps} first-order SGD steps, learning rate {config.adaptation_lr}, in train "
+                "mode")
+    text = ("the output layer refitted in closed form by ridge regression on the support song, pulled toward the "
+            "meta-learned layer")
+    if ridge:
+        (sa, sv), (aa, av) = ridge["strength"], ridge["level_share"]
+        return (f"{text}; its settings were meta-learned per dimension (arousal / valence): pull {sa:.3g} / "
+                f"{sv:.3g}, share of the support song's level {aa:.2f} / {av:.2f}")
+    return f"{text} (strength {config.adaptation_ridge}, share of the support song's level " \
+           f"{config.adaptation_level_share})"
+
+
 def render_model_card(*, config, metrics: Mapping[str, float], training_args: Mapping, dataset: str,
                       model_name: str = "dsaml", model_id: str = "path/to/model",
-                      num_parameters: int | None = None) -> str:
+                      num_parameters: int | None = None, ridge: Mapping[str, Sequence[float]] | None = None) -> str:
     """The filled template as a string (YAML metadata included)."""
     data = _card_data(config, metrics, dataset, model_name)
     value_range = training_args.get("value_range") or "[-1, 1]"
@@ -142,8 +158,7 @@ def render_model_card(*, config, metrics: Mapping[str, float], training_args: Ma
         "global_encoder": config.global_encoder,
         "sampling_rate": config.sampling_rate,
         "value_range": value_range,
-        "adaptation_steps": config.adaptation_steps,
-        "adaptation_lr": config.adaptation_lr,
+        "inner_loop": inner_loop_text(config, ridge),
         "adapted_parameters": ", ".join(f"`{p}`" for p in config.adapted_parameters) or "all parameters",
         "loss_type": config.loss_type,
         "diagonal_loss_weight": config.diagonal_loss_weight,
@@ -179,7 +194,7 @@ def write_model_card(output_dir, *, config, metrics, training_args, dataset) -> 
     out.mkdir(parents=True, exist_ok=True)
     training_args = dict(training_args or {})
     metrics = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
-    num_parameters = None
+    num_parameters, ridge = None, None
     weights = out / "model.safetensors"
     if weights.is_file():
         try:
@@ -187,11 +202,14 @@ def write_model_card(output_dir, *, config, metrics, training_args, dataset) -> 
 
             with safe_open(str(weights), "pt") as f:
                 num_parameters = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+                if "predictor.ridge.log_strength" in f.keys():
+                    ridge = {"strength": f.get_tensor("predictor.ridge.log_strength").exp().tolist(),
+                             "level_share": f.get_tensor("predictor.ridge.level_logit").sigmoid().tolist()}
         except Exception:  # noqa: BLE001 - the count is decoration, never a reason to lose the card
-            num_parameters = None
+            num_parameters, ridge = None, None
     text = render_model_card(config=config, metrics=metrics, training_args=training_args, dataset=str(dataset),
                              model_name=out.name if out.name not in ("", ".", "best") else "dsaml",
-                             model_id=str(training_args.get("hub_model_id") or "<model folder or Hub repo>"), num_parameters=num_parameters)
+                             model_id=str(training_args.get("hub_model_id") or "<model folder or Hub repo>"), num_parameters=num_parameters, ridge=ridge)
     card = ModelCard(text)  # validates the YAML header
     path = out / "README.md"
     card.save(str(path))
