@@ -144,10 +144,11 @@ def ridge_adapt(model, support, fast, *, strength=None, level_share=None) -> dic
     if sorted(fast) != sorted(RIDGE_PARAMETERS):
         raise ValueError(f"the ridge inner loop adapts exactly {list(RIDGE_PARAMETERS)}; set adapted_parameters: "
                          f"[predictor.out] (got {sorted(fast)})")
+    def per_dimension(value, default: torch.Tensor) -> torch.Tensor:
+        return default if value is None else torch.as_tensor(value, dtype=torch.float64).expand(default.shape)
+
     default_strength, default_share = ridge_settings(model)
-    given = (lambda value, default: default if value is None
-             else torch.as_tensor(value, dtype=torch.float64).expand(default.shape))
-    strength, level_share = given(strength, default_strength), given(level_share, default_share)
+    strength, level_share = per_dimension(strength, default_strength), per_dimension(level_share, default_share)
     mask = support.get("attention_mask")
     hidden = model.dsaml.encode(support["input_features"], mask, support.get("global_input_values"),
                                 support.get("harmonic_features"))[0]
