@@ -215,6 +215,14 @@ def test_concat_batches_pads_steps():
     assert torch.equal(both["labels"][0, :6], a["labels"][0]) and both["labels"][0, 6:].abs().sum() == 0
 
 
+def support_readout(model, task) -> tuple[np.ndarray, np.ndarray]:
+    """The output layer's inputs on the support song (steps x features) and its labels (steps x 2)."""
+    with torch.no_grad():
+        hidden = model.dsaml.encode(task.support["input_features"], task.support["attention_mask"])[0]
+        x = model.predictor.readout_features(hidden, task.support["attention_mask"])[0].numpy()
+    return x, task.support["labels"][0].numpy()
+
+
 def test_ridge_inner_loop_is_the_closed_form_and_its_gradient_is_exact(dsaml_task):
     """adaptation_method="ridge": the output layer solved on the support features (checked against numpy), the
     shift in the limit of a strong pull toward the meta-learned layer, and the meta-gradient equal to a finite
@@ -224,10 +232,7 @@ def test_ridge_inner_loop_is_the_closed_form_and_its_gradient_is_exact(dsaml_tas
     model, task = dsaml_task
     out = model.predictor.out
     fast = {"predictor.out.weight": out.weight, "predictor.out.bias": out.bias}
-    with torch.no_grad():
-        hidden = model.dsaml.encode(task.support["input_features"], task.support["attention_mask"])[0]
-        x = model.predictor.readout_features(hidden, task.support["attention_mask"])[0].numpy()
-    y = task.support["labels"][0].numpy()
+    x, y = support_readout(model, task)
     xc, yc = x - x.mean(0), y - y.mean(0)
     lam = 0.3 * np.trace(xc.T @ xc) / x.shape[1]
     w0 = out.weight.detach().numpy()
@@ -284,10 +289,7 @@ def test_ridge_level_share_and_per_dimension_strength_by_hand(dsaml_task):
     model, task = dsaml_task
     out = model.predictor.out
     fast = {"predictor.out.weight": out.weight, "predictor.out.bias": out.bias}
-    with torch.no_grad():
-        hidden = model.dsaml.encode(task.support["input_features"], task.support["attention_mask"])[0]
-        x = model.predictor.readout_features(hidden, task.support["attention_mask"])[0].numpy()
-    y = task.support["labels"][0].numpy()
+    x, y = support_readout(model, task)
     xc, yc = x - x.mean(0), y - y.mean(0)
     w0, b0 = out.weight.detach().numpy(), out.bias.detach().numpy()
     strengths, shares = (0.2, 5.0), (0.25, 0.0)
