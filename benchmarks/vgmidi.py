@@ -154,12 +154,14 @@ def per_listener_table(records: dict[str, dict], level: dict) -> dict:
 
 def report(figures: dict) -> str:
     """The console tables."""
+    from make_table import vgmidi_inner_loop
+
     from dsaml.evaluation import format_summary
 
     pdmer = figures["personalization"]
     lines = [format_dmer(figures["dmer"], figures["partition"])]
     lines.append(f"personalization, {pdmer['listeners']} {figures['partition']} listeners x 2 directions "
-                 f"({pdmer['adaptation_steps']} inner steps at lr {pdmer['adaptation_lr']}):")
+                 f"({vgmidi_inner_loop(pdmer)}):")
     for method, scores in pdmer["methods"].items():
         lines.append(f"  {method:<7}" + "  ".join(f"{d[0].upper()} {s} {interval(scores[f'{d}_{s}'])}"
                                                   for d in DIMENSIONS for s in ("rmse", "pearson")))
