@@ -342,3 +342,27 @@ def test_a_stage_that_learns_the_ridge_settings_adds_trains_saves_and_logs_them(
     before, after = parameters(run[0] / "best"), saved
     change = (after["predictor.out.weight"] - before["predictor.out.weight"]).abs().max()
     assert 0 < change < 0.01
+
+
+def test_a_stage_that_fits_the_average_readout_refits_the_output_layer_on_the_training_rows(run, tmp_path, capsys):
+    """`fit_average_readout`: before the first step, the output layer is the ridge fit on the meta-training rows
+    (validation listeners held out), the same as calling `fit_average_readout` on them; the run says so."""
+    from dsaml.average_readout import fit_average_readout
+    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+    from dsaml.train import setup
+
+    args = tiny(tmp_path / "average", init_from=str(run[0] / "best"), fit_average_readout=True,
+                average_readout_ridge=0.01, evaluate_test=False)
+    with one_thread():
+        started = setup(args)
+    assert "output layer refitted to the average training listener (RMSE on the training rows: arousal" \
+        in capsys.readouterr().out
+    validation = {t.annotator for t in started.data.validation_tasks}
+    rows = started.data.training_rows()
+    assert validation and not validation & {started.data.train.rows[i]["annotator"] for i in rows}
+    by_hand = DSAMLForDynamicEmotionRecognition.from_pretrained(run[0] / "best", dtype=torch.float32)
+    fit_average_readout(by_hand, started.data.train, rows, by_hand.config.window_steps, 0.01)
+    for name in ("weight", "bias"):
+        fitted = getattr(started.model.predictor.out, name)
+        assert torch.allclose(fitted, getattr(by_hand.predictor.out, name), atol=1e-6)
+        assert not torch.allclose(fitted, parameters(run[0] / "best")[f"predictor.out.{name}"], atol=1e-3)

@@ -37,6 +37,10 @@ class TrainingArguments:
     max_steps: int = 2000
     learning_rate: float = 5e-5
     ridge_learning_rate: float | None = None  # the learned ridge settings' (`learn_adaptation_ridge`); None: learning_rate
+    # before the first step (not on resume), refit the output layer by ridge on every training row's labels: the
+    # unadapted model predicts the average training listener (`dsaml.average_readout`)
+    fit_average_readout: bool = False
+    average_readout_ridge: float = 1e-3
     weight_decay: float = 0.0
     max_grad_norm: float | None = None
     mixed_precision: str | None = None  # None: what `accelerate launch` / `accelerate config` says
@@ -84,6 +88,8 @@ class TrainingArguments:
             problems.append(f"learning_rate must be a finite number > 0, got {self.learning_rate}")
         if self.ridge_learning_rate is not None and not (0 < self.ridge_learning_rate < math.inf):
             problems.append(f"ridge_learning_rate must be a finite number > 0 (or null), got {self.ridge_learning_rate}")
+        if not (0 <= self.average_readout_ridge < math.inf):
+            problems.append(f"average_readout_ridge must be a finite number >= 0, got {self.average_readout_ridge}")
         if not (0 <= self.weight_decay < math.inf):
             problems.append(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if self.max_grad_norm is not None and not (0 < self.max_grad_norm < math.inf):
@@ -150,7 +156,8 @@ class TrainingArguments:
             raise ValueError(f"unknown training argument(s) {unknown}; known: {sorted(known)}")
         values = dict(values)
         # YAML reads 5e-5 as a string
-        for name in ("learning_rate", "ridge_learning_rate", "weight_decay", "validation_annotators", "base_loss_weight"):
+        for name in ("learning_rate", "ridge_learning_rate", "average_readout_ridge", "weight_decay",
+                     "validation_annotators", "base_loss_weight"):
             if isinstance(values.get(name), str):
                 values[name] = float(values[name])
         if isinstance(values.get("max_grad_norm"), str):
