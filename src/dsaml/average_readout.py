@@ -2,7 +2,7 @@
 
 Meta-training makes the output layer a good starting point for one listener's refit, not a good prediction on
 its own: on `synthetic:small` the main job's read-out features predict the averaged valence of the validation
-songs at r = 0.60 through a least-squares layer, while the meta-learned layer gets r = 0.18 (README, method).
+songs at r = 0.59 through a least-squares layer, while the meta-learned layer gets r = 0.18 (README, method).
 The base loss of a short meta-training stage moves that layer too little to close this. So before a stage's
 first step, the layer is refitted by ridge regression on what it reads (every window of every training row,
 as the ridge inner loop sees a support song) against the rows' labels: over all listeners of all training
@@ -28,9 +28,10 @@ def readout_statistics(model, store, rows: Sequence[int], window_steps: int) -> 
     model.eval()
     cache: dict[tuple, torch.Tensor] = {}
     sums: dict[str, torch.Tensor] = {}
+    device = model.predictor.out.weight.device
     for row in rows:
         song = store.songs([row])[0]
-        batch = support_batch([song], window_steps)
+        batch = {name: value.to(device) for name, value in support_batch([song], window_steps).items()}
         mask = batch["attention_mask"].bool()
         key = (song.song_id, song.start_step, song.num_steps)
         if key not in cache:
@@ -39,7 +40,7 @@ def readout_statistics(model, store, rows: Sequence[int], window_steps: int) -> 
             cache[key] = model.predictor.readout_features(hidden, batch["attention_mask"],
                                                           batch.get("harmonic_features"))[mask].double()
         x, y = cache[key], batch["labels"][mask].double()
-        for name, value in (("n", torch.tensor(float(len(x)))), ("x", x.sum(0)), ("y", y.sum(0)),
+        for name, value in (("n", x.new_tensor(float(len(x)))), ("x", x.sum(0)), ("y", y.sum(0)),
                             ("yy", (y * y).sum(0)), ("xx", x.T @ x), ("xy", x.T @ y)):
             sums[name] = sums[name] + value if name in sums else value
     model.train(was_training)
@@ -55,7 +56,8 @@ def solve_average_readout(stats: dict[str, torch.Tensor], ridge: float) -> tuple
     gram = stats["xx"] - n * torch.outer(x_mean, x_mean)
     cross = stats["xy"] - n * torch.outer(x_mean, y_mean)
     lam = ridge * torch.trace(gram).clamp_min(1e-12) / gram.shape[0]
-    weight = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=gram.dtype), cross).T
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    weight = torch.linalg.solve(gram + lam * eye, cross).T
     return weight, y_mean - weight @ x_mean
 
 
