@@ -73,6 +73,14 @@ def test_the_fit_on_training_rows_is_their_least_squares_layer(trained_tiny, syn
     assert int(stats["n"]) == len(x)
     np.testing.assert_allclose(stats["xy"].numpy(), x.T @ y, rtol=1e-6, atol=1e-6)
 
+    # a multi-process run: each process sums its share of the rows, the shares add up to the whole
+    shares = [readout_statistics(model, store, chosen[i::2], window) for i in (0, 1)]
+    for name, value in stats.items():
+        torch.testing.assert_close(shares[0][name] + shares[1][name], value)
+    sharded = DSAMLForDynamicEmotionRecognition.from_pretrained(trained_tiny).eval()
+    fit_average_readout(sharded, store, chosen[0::2], window, ridge=0.0,
+                        reduce=lambda mine: {k: v + shares[1][k] for k, v in mine.items()})
+
     before = {k: v.clone() for k, v in model.state_dict().items()}
     report = fit_average_readout(model, store, chosen, window, ridge=0.0)
     expected, *_ = np.linalg.lstsq(np.c_[x, np.ones(len(x))], y, rcond=None)
@@ -83,10 +91,31 @@ def test_the_fit_on_training_rows_is_their_least_squares_layer(trained_tiny, syn
     assert all(a < b for a, b in zip(report["after"], report["before"]))
     changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
     assert changed == {"predictor.out.weight", "predictor.out.bias"}
+    torch.testing.assert_close(sharded.predictor.out.weight, model.predictor.out.weight)
+    torch.testing.assert_close(sharded.predictor.out.bias, model.predictor.out.bias)
+
+
+def test_a_read_out_without_a_unique_fit_is_a_clear_error(trained_tiny, monkeypatch):
+    """A read-out feature that never varies leaves ridge 0 without a unique solution: a one-line error naming the
+    setting, and the model keeps its layer."""
+    import dsaml.average_readout as average_readout
+    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+
+    model = DSAMLForDynamicEmotionRecognition.from_pretrained(trained_tiny)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(40, model.predictor.out.in_features))
+    x[:, 0] = 0.0  # a dead unit
+    monkeypatch.setattr(average_readout, "readout_statistics", lambda *args: sums(x, rng.normal(size=(40, 2))))
+    layer = model.predictor.out.weight.detach().clone()
+    with pytest.raises(ValueError, match=r"no unique solution at average_readout_ridge=0.0 .*ridge > 0"):
+        fit_average_readout(model, None, [], 20, ridge=0.0)
+    assert torch.equal(model.predictor.out.weight, layer)
+    fit_average_readout(model, None, [], 20, ridge=1e-3)  # any penalty makes it unique
+    assert torch.isfinite(model.predictor.out.weight).all() and model.predictor.out.weight[:, 0].abs().max() < 1e-9
 
 
 def test_training_arguments_reject_a_negative_ridge():
     from dsaml.training_args import TrainingArguments
 
-    with pytest.raises(ValueError, match="average_readout_ridge must be a finite number >= 0, got -1"):
-        TrainingArguments(average_readout_ridge=-1.0)
+    with pytest.raises(ValueError, match="average_readout_ridge must be a finite number > 0, got 0.0"):
+        TrainingArguments(average_readout_ridge=0.0)

@@ -123,28 +123,53 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_two_cpu_processes_match_one(run, cache, tmp_path):
-    """The README's multi-process command (gloo on CPU) gives every tensor of the 1-process run."""
-    out, _ = run
-    two = tmp_path / "two"
+def _two_process_run(cache, tmp_path: Path, output_dir: Path, *extra: str) -> str:
+    """The README's multi-process command (gloo on CPU) on the tiny config; its stdout."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "DSAML_CACHE": str(cache)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--main_process_port", str(_free_port()), "-m", "dsaml.train", "--config", "synthetic_tiny",
-           "--output_dir", str(two), "--no_progress"]
+           "--output_dir", str(output_dir), "--no_progress", *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     if proc.returncode != 0:  # show the process that failed first, not only the other rank's broken barrier
         lines = proc.stderr.splitlines()
         first = [line for line in lines if "[rank1]" in line or "Error" in line][:60]
         pytest.fail("the 2-process run failed:\n" + "\n".join(first + ["..."] + lines[-30:]))
-    assert "test (" in proc.stdout and "after  personalization" in proc.stdout
-    lines = proc.stdout.splitlines()
+    return proc.stdout
+
+
+def _largest_difference(a: Path, b: Path) -> float:
+    x, y = parameters(a), parameters(b)
+    assert x.keys() == y.keys()
+    return max(float((x[k] - y[k]).abs().max()) for k in x)
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_match_one(run, cache, tmp_path):
+    """The README's multi-process command (gloo on CPU) gives every tensor of the 1-process run."""
+    out, _ = run
+    two = tmp_path / "two"
+    stdout = _two_process_run(cache, tmp_path, two)
+    assert "test (" in stdout and "after  personalization" in stdout
+    lines = stdout.splitlines()
     assert [line.split(" |")[0] for line in lines if line.startswith("step ")] == ["step 2", "step 4"]  # main only
-    a, b = parameters(out / "last"), parameters(two / "last")
-    assert a.keys() == b.keys()
-    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    worst = _largest_difference(out / "last", two / "last")
     assert worst < 1e-6, worst  # observed: 0.0 (the same sums in the same order)
+    a = parameters(out / "last")
     assert any(not torch.equal(a[k], parameters(out / "checkpoints" / "step_000002")[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_fit_the_average_readout_as_one(run, cache, tmp_path):
+    """With `fit_average_readout` each process sums half of the training rows and one all-reduce adds them: the
+    2-process run ends where the 1-process run does."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    with one_thread():
+        train(tiny(one, init_from=str(run[0] / "best"), fit_average_readout=True, evaluate_test=False))
+    stdout = _two_process_run(cache, tmp_path, two, "--init_from", str(run[0] / "best"),
+                              "--set", "fit_average_readout=true", "--set", "evaluate_test=false")
+    assert stdout.count("output layer refitted to the average training listener") == 1  # main process only
+    worst = _largest_difference(one / "last", two / "last")
+    assert worst < 1e-5, worst
 
 
 def test_push_to_hub_uploads_the_exported_model(run, tmp_path, hub_uploads):
@@ -366,3 +391,13 @@ def test_a_stage_that_fits_the_average_readout_refits_the_output_layer_on_the_tr
         fitted = getattr(started.model.predictor.out, name)
         assert torch.allclose(fitted, getattr(by_hand.predictor.out, name), atol=1e-6)
         assert not torch.allclose(fitted, parameters(run[0] / "best")[f"predictor.out.{name}"], atol=1e-3)
+    # resumed from a checkpoint, the stage keeps the checkpoint's layer: it refits once, at its first start
+    with one_thread():
+        train(tiny(tmp_path / "average", init_from=str(run[0] / "best"), fit_average_readout=True,
+                   average_readout_ridge=0.01, evaluate_test=False, max_steps=2))
+        capsys.readouterr()
+        resumed = setup(tiny(tmp_path / "average", init_from=str(run[0] / "best"), fit_average_readout=True,
+                             average_readout_ridge=0.01, evaluate_test=False, max_steps=4))
+    assert "refitted" not in capsys.readouterr().out
+    saved = parameters(tmp_path / "average" / "checkpoints" / "step_000002")
+    assert torch.equal(resumed.model.predictor.out.weight.detach(), saved["predictor.out.weight"])

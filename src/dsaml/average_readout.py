@@ -12,7 +12,7 @@ refit starts from it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -22,16 +22,18 @@ from dsaml.batches import support_batch
 @torch.no_grad()
 def readout_statistics(model, store, rows: Sequence[int], window_steps: int) -> dict[str, torch.Tensor]:
     """Sums over every step of every window of `rows` of `store`: `n`, `x` [d], `y` [2], `yy` [2], `xx` [d, d],
-    `xy` [d, 2] of the output layer's input x and the labels y (float64). A song is encoded once for all its
-    listeners."""
+    `xy` [d, 2] of the output layer's input x and the labels y (float64, zeros for no rows: sums of shares of the
+    rows add up to the sums of all of them). A song is encoded once for all its listeners."""
+    out = model.predictor.out
+    d, k = out.in_features, out.out_features
+    shapes = {"n": (), "x": (d,), "y": (k,), "yy": (k,), "xx": (d, d), "xy": (d, k)}
+    sums = {name: torch.zeros(shape, dtype=torch.float64, device=out.weight.device) for name, shape in shapes.items()}
     was_training = model.training
     model.eval()
     cache: dict[tuple, torch.Tensor] = {}
-    sums: dict[str, torch.Tensor] = {}
-    device = model.predictor.out.weight.device
     for row in rows:
         song = store.songs([row])[0]
-        batch = {name: value.to(device) for name, value in support_batch([song], window_steps).items()}
+        batch = {name: value.to(out.weight.device) for name, value in support_batch([song], window_steps).items()}
         mask = batch["attention_mask"].bool()
         key = (song.song_id, song.start_step, song.num_steps)
         if key not in cache:
@@ -40,9 +42,9 @@ def readout_statistics(model, store, rows: Sequence[int], window_steps: int) -> 
             cache[key] = model.predictor.readout_features(hidden, batch["attention_mask"],
                                                           batch.get("harmonic_features"))[mask].double()
         x, y = cache[key], batch["labels"][mask].double()
-        for name, value in (("n", x.new_tensor(float(len(x)))), ("x", x.sum(0)), ("y", y.sum(0)),
-                            ("yy", (y * y).sum(0)), ("xx", x.T @ x), ("xy", x.T @ y)):
-            sums[name] = sums[name] + value if name in sums else value
+        for name, value in (("n", len(x)), ("x", x.sum(0)), ("y", y.sum(0)), ("yy", (y * y).sum(0)),
+                            ("xx", x.T @ x), ("xy", x.T @ y)):
+            sums[name] += value
     model.train(was_training)
     return sums
 
@@ -69,14 +71,24 @@ def readout_rmse(stats: dict[str, torch.Tensor], weight: torch.Tensor, bias: tor
     return (sse.clamp_min(0) / n).sqrt().tolist()
 
 
-def fit_average_readout(model, store, rows: Sequence[int], window_steps: int, ridge: float) -> dict[str, list[float]]:
+def fit_average_readout(model, store, rows: Sequence[int], window_steps: int, ridge: float,
+                        reduce: Callable[[dict], dict] | None = None) -> dict[str, list[float]]:
     """Replace `model.predictor.out` by the ridge fit on `rows`; returns its per-dimension RMSE on them before and
-    after (arousal, valence)."""
+    after (arousal, valence). In a multi-process run each process passes its share of the rows and `reduce` sums
+    the statistics across processes, so every process solves the same system."""
     stats = readout_statistics(model, store, rows, window_steps)
-    if float(stats.get("n", 0)) < 2:
+    if reduce is not None:
+        stats = reduce(stats)
+    if float(stats["n"]) < 2:
         raise ValueError("fit_average_readout needs labelled training steps; the training rows have none")
     out = model.predictor.out
-    weight, bias = solve_average_readout(stats, ridge)
+    try:
+        weight, bias = solve_average_readout(stats, ridge)
+    except torch.linalg.LinAlgError:
+        weight = bias = None
+    if weight is None or not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+        raise ValueError(f"the average read-out has no unique solution at average_readout_ridge={ridge} (some "
+                         "read-out features are constant or duplicated): set average_readout_ridge > 0")
     report = {"before": readout_rmse(stats, out.weight.detach(), out.bias.detach()),
               "after": readout_rmse(stats, weight, bias)}
     with torch.no_grad():

@@ -180,19 +180,22 @@ def setup(args: TrainingArguments) -> Run:
         model.dsaml.features.calibrate(features.to(accelerator.device),
                                        None if harmonic is None else harmonic.to(accelerator.device))
     if args.fit_average_readout and not resume:
-        _fit_average_readout(args, model, data, accelerator.is_main_process)
+        _fit_average_readout(args, model, data, accelerator)
     log = MetricsLog(output_dir / "metrics.jsonl", state["step"], accelerator.is_main_process)
     return Run(args, accelerator, model, DSAMLFeatureExtractor.from_model_config(model.config), data, optimizer,
                state, log, trackers, progress)
 
 
-def _fit_average_readout(args: TrainingArguments, model, data, main_process: bool) -> None:
-    """The output layer refitted to the average training listener (every process computes the same fit)."""
+def _fit_average_readout(args: TrainingArguments, model, data, accelerator) -> None:
+    """The output layer refitted to the average training listener: each process sums the statistics of its share
+    of the rows, one all-reduce adds them up, and every process solves the same system."""
     from dsaml.average_readout import fit_average_readout
 
-    report = fit_average_readout(model, data.train, data.training_rows(), model.config.window_steps,
-                                 args.average_readout_ridge)
-    if main_process:
+    rows = data.training_rows()[accelerator.process_index :: accelerator.num_processes]
+    reduce = (lambda stats: accelerator.reduce(stats, reduction="sum")) if accelerator.num_processes > 1 else None
+    report = fit_average_readout(model, data.train, rows, model.config.window_steps, args.average_readout_ridge,
+                                 reduce=reduce)
+    if accelerator.is_main_process:
         rmse = ", ".join(f"{d} {b:.3f} -> {a:.3f}" for d, b, a in zip(("arousal", "valence"), report["before"],
                                                                        report["after"]))
         print(f"output layer refitted to the average training listener (RMSE on the training rows: {rmse})")

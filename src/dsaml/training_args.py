@@ -88,8 +88,8 @@ class TrainingArguments:
             problems.append(f"learning_rate must be a finite number > 0, got {self.learning_rate}")
         if self.ridge_learning_rate is not None and not (0 < self.ridge_learning_rate < math.inf):
             problems.append(f"ridge_learning_rate must be a finite number > 0 (or null), got {self.ridge_learning_rate}")
-        if not (0 <= self.average_readout_ridge < math.inf):
-            problems.append(f"average_readout_ridge must be a finite number >= 0, got {self.average_readout_ridge}")
+        if not (0 < self.average_readout_ridge < math.inf):  # 0: no unique solution when a feature is constant
+            problems.append(f"average_readout_ridge must be a finite number > 0, got {self.average_readout_ridge}")
         if not (0 <= self.weight_decay < math.inf):
             problems.append(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if self.max_grad_norm is not None and not (0 < self.max_grad_norm < math.inf):
