@@ -114,7 +114,7 @@ def test_a_read_out_without_a_unique_fit_is_a_clear_error(trained_tiny, monkeypa
     assert torch.isfinite(model.predictor.out.weight).all() and model.predictor.out.weight[:, 0].abs().max() < 1e-9
 
 
-def test_training_arguments_reject_a_negative_ridge():
+def test_training_arguments_reject_a_ridge_of_zero():
     from dsaml.training_args import TrainingArguments
 
     with pytest.raises(ValueError, match="average_readout_ridge must be a finite number > 0, got 0.0"):

@@ -125,6 +125,21 @@ def ridge_settings(model) -> tuple[torch.Tensor, torch.Tensor]:
             torch.full((dims,), float(getattr(config, "adaptation_level_share", 1.0)), dtype=torch.float64))
 
 
+def readout_inputs(model, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """`[B, S, d]`: what the output layer reads on `batch` (the ridge refits and `dsaml.average_readout` solve
+    for the layer on these)."""
+    mask = batch.get("attention_mask")
+    hidden = model.dsaml.encode(batch["input_features"], mask, batch.get("global_input_values"),
+                                batch.get("harmonic_features"))[0]
+    return model.predictor.readout_features(hidden, mask, batch.get("harmonic_features"))
+
+
+def ridge_penalty(gram: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
+    """The ridge penalty for a centred Gram matrix: `strength` times its trace over its size, so a strength
+    means the same whatever the features' scale or the number of steps."""
+    return strength * torch.trace(gram).clamp_min(1e-12) / gram.shape[0]
+
+
 def ridge_adapt(model, support, fast, *, strength=None, level_share=None) -> dict[str, torch.Tensor]:
     """The output layer refitted in closed form on the support batch (the `"ridge"` inner loop).
 
@@ -150,9 +165,7 @@ def ridge_adapt(model, support, fast, *, strength=None, level_share=None) -> dic
     default_strength, default_share = ridge_settings(model)
     strength, level_share = per_dimension(strength, default_strength), per_dimension(level_share, default_share)
     mask = support.get("attention_mask")
-    hidden = model.dsaml.encode(support["input_features"], mask, support.get("global_input_values"),
-                                support.get("harmonic_features"))[0]
-    features = model.predictor.readout_features(hidden, mask, support.get("harmonic_features"))
+    features = readout_inputs(model, support)
     keep = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
     for m in (mask, support.get("labels_mask")):
         if m is not None:
@@ -161,7 +174,7 @@ def ridge_adapt(model, support, fast, *, strength=None, level_share=None) -> dic
     x_mean, y_mean = x.mean(0, keepdim=True), y.mean(0, keepdim=True)
     xc, yc = x - x_mean, y - y_mean
     gram = xc.T @ xc
-    lam = strength.to(gram) * torch.trace(gram).clamp_min(1e-12) / gram.shape[0]  # [2]
+    lam = ridge_penalty(gram, strength.to(gram))  # [2]
     w0, b0 = fast["predictor.out.weight"].double(), fast["predictor.out.bias"].double()
     eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
     system = gram[None] + lam[:, None, None] * eye  # one system per dimension

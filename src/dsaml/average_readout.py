@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from dsaml.adaptation import readout_inputs, ridge_penalty
 from dsaml.batches import support_batch
 
 
@@ -37,10 +38,7 @@ def readout_statistics(model, store, rows: Sequence[int], window_steps: int) -> 
         mask = batch["attention_mask"].bool()
         key = (song.song_id, song.start_step, song.num_steps)
         if key not in cache:
-            hidden = model.dsaml.encode(batch["input_features"], batch["attention_mask"],
-                                        batch.get("global_input_values"), batch.get("harmonic_features"))[0]
-            cache[key] = model.predictor.readout_features(hidden, batch["attention_mask"],
-                                                          batch.get("harmonic_features"))[mask].double()
+            cache[key] = readout_inputs(model, batch)[mask].double()
         x, y = cache[key], batch["labels"][mask].double()
         for name, value in (("n", len(x)), ("x", x.sum(0)), ("y", y.sum(0)), ("yy", (y * y).sum(0)),
                             ("xx", x.T @ x), ("xy", x.T @ y)):
@@ -50,14 +48,13 @@ def readout_statistics(model, store, rows: Sequence[int], window_steps: int) -> 
 
 
 def solve_average_readout(stats: dict[str, torch.Tensor], ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weight [2, d], bias [2]) of the ridge fit, the intercept unpenalized. The penalty is `ridge` times the
-    centred Gram matrix's trace over its size, as in the ridge inner loop: it does not depend on the features'
-    scale or the number of steps."""
+    """(weight [2, d], bias [2]) of the ridge fit, the intercept unpenalized, with the ridge inner loop's
+    scale-free penalty (`dsaml.adaptation.ridge_penalty`)."""
     n = stats["n"].clamp_min(1.0)
     x_mean, y_mean = stats["x"] / n, stats["y"] / n
     gram = stats["xx"] - n * torch.outer(x_mean, x_mean)
     cross = stats["xy"] - n * torch.outer(x_mean, y_mean)
-    lam = ridge * torch.trace(gram).clamp_min(1e-12) / gram.shape[0]
+    lam = ridge_penalty(gram, ridge)
     eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
     weight = torch.linalg.solve(gram + lam * eye, cross).T
     return weight, y_mean - weight @ x_mean
