@@ -221,7 +221,16 @@ def accuracy_protocol(f: dict) -> str:
     query = f"up to {f['max_query_songs']}" if f["max_query_songs"] else "every other"
     return (f"`{f['dataset']}` {f['partition']} partition (held-out listeners): {f['annotators']} listeners x "
             f"{f['support_repeats']} support songs ({f['tasks']} tasks), {query} song of the listener as query; "
-            "a listener's score is the mean over their support songs, the table the mean over listeners.")
+            "a listener's score is the mean over their support songs, the table the mean over listeners."
+            + share_sentence(f.get("adaptation_share", [1.0, 1.0]), "song"))
+
+
+def share_sentence(share: list[float], piece: str) -> str:
+    """How much of the inner loop's step personalization keeps (`adaptation_share`), when not all of it."""
+    if share == [1.0, 1.0]:
+        return ""
+    return (f" Personalization keeps {share[0]:.2f} / {share[1]:.2f} (arousal / valence) of the inner loop's step on "
+            f"the support {piece}, the share chosen on the validation listeners (`calibrate_adaptation`).")
 
 
 def accuracy_title(f: dict) -> str:
@@ -284,6 +293,9 @@ def vgmidi_inner_loop(p: dict) -> str:
         text = f"{p['adaptation_steps']} inner steps at lr {p['adaptation_lr']} on {where}"
     if p.get("adaptation_holdout"):
         text += f", do-no-harm rule on the last {p['adaptation_holdout']:.0%} of the support piece"
+    share = p.get("adaptation_share", [1.0, 1.0])
+    if share != [1.0, 1.0]:
+        text += f", step kept {share[0]:.2f} / {share[1]:.2f} (calibrated on the validation listeners)"
     return text
 
 

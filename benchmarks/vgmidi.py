@@ -123,6 +123,7 @@ def personalization_figures(args, model, root) -> dict:
         "adaptation_method": model.config.adaptation_method,
         "adaptation_ridge": model.config.adaptation_ridge,
         "adaptation_holdout": model.config.adaptation_holdout,
+        "adaptation_share": list(model.config.adaptation_share),
         **learned_ridge(model),
         "summary": summarize(results),
         "methods": method_table(listeners, args.resamples, args.seed),

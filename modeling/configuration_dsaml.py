@@ -80,6 +80,11 @@ class DSAMLConfig(PreTrainedConfig):
         adaptation_holdout: personalization only (never meta-training): the share of the support song's end
             held out to choose how far to move toward the adapted weights (`dsaml.shrinkage`, the do-no-harm
             rule); 0 (official): always all the way.
+        adaptation_share: personalization only: the share of the inner loop's change kept for arousal and
+            valence, `base + share_d * (adapted_d - base_d)` (after the do-no-harm rule, if on), chosen on the
+            validation listeners after training (`calibrate_adaptation`, `dsaml.calibration`): how much one
+            song says about a listener's other songs where no listener was trained on. [1, 1] (official):
+            the inner loop as meta-trained.
     """
 
     model_type = "dsaml"
@@ -146,12 +151,14 @@ class DSAMLConfig(PreTrainedConfig):
     adaptation_level_share: float | int = 1.0
     learn_adaptation_ridge: bool = False
     adaptation_holdout: float | int = 0.0
+    adaptation_share: list[float] | tuple[float, ...] = (1.0, 1.0)
 
     def __post_init__(self, **kwargs):
         # JSON round trips turn tuples into lists; keep one canonical type so saved/loaded configs compare equal.
         self.local_cnn_channels = [int(c) for c in self.local_cnn_channels]
         self.global_cnn_dilations = [int(d) for d in self.global_cnn_dilations]
         self.adapted_parameters = [str(p) for p in self.adapted_parameters]
+        self.adaptation_share = [float(a) for a in self.adaptation_share]
         super().__post_init__(**kwargs)
 
     @property
@@ -233,6 +240,8 @@ class DSAMLConfig(PreTrainedConfig):
                       "readout_cues reads the harmonic view: set harmonic_features too")
         self._require(0 <= self.adaptation_holdout < 1,
                       f"adaptation_holdout must be in [0, 1), got {self.adaptation_holdout}")
+        self._require(len(self.adaptation_share) == 2 and all(a >= 0 for a in self.adaptation_share),
+                      f"adaptation_share must be two shares >= 0 (arousal, valence), got {self.adaptation_share}")
         self._require(
             self.hidden_act in {"gelu", "relu", "silu", "gelu_new", "tanh"},
             f"hidden_act must be one of gelu, relu, silu, gelu_new, tanh; got {self.hidden_act!r}",

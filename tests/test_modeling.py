@@ -253,6 +253,8 @@ def test_long_song_sliding_windows(model, config):
         ({"window_steps": 0}, "window_steps"),
         ({"hidden_act": "swish2"}, "hidden_act"),
         ({"global_encoder": "pretrained"}, "global_encoder_config"),
+        ({"adaptation_share": [1.0]}, "adaptation_share must be two shares"),
+        ({"adaptation_share": [0.5, -0.1]}, "adaptation_share must be two shares"),
     ],
 )
 def test_invalid_config_values_raise(overrides, message):

@@ -199,6 +199,8 @@ def test_configuration_errors_are_clear(tmp_path):
         load_arguments("synthetic_tiny", {"select_metric": "test/after/ccc"})
     with pytest.raises(ValueError, match="push_to_hub needs hub_model_id"):
         load_arguments("synthetic_tiny", {"push_to_hub": True})
+    with pytest.raises(ValueError, match="calibrate_adaptation personalizes validation listeners"):
+        load_arguments("synthetic_tiny", {"calibrate_adaptation": True, "data_config": "dmer"})
     with pytest.raises(FileNotFoundError, match="synthetic_small"):
         load_arguments("no_such_config")
     bad = tmp_path / "bad.yaml"
@@ -401,3 +403,31 @@ def test_a_stage_that_fits_the_average_readout_refits_the_output_layer_on_the_tr
     assert "refitted" not in capsys.readouterr().out
     saved = parameters(tmp_path / "average" / "checkpoints" / "step_000002")
     assert torch.equal(resumed.model.predictor.out.weight.detach(), saved["predictor.out.weight"])
+
+
+def test_a_stage_that_calibrates_the_adaptation_share_saves_it_with_the_best_model(run, tmp_path, capsys):
+    """`calibrate_adaptation`: after training, the share chosen on the final report's validation tasks goes into
+    best/'s config and the run's metrics; finishing again (the finished command rerun) chooses the same; a run
+    started from a calibrated model meta-trains and validates the full step."""
+    from dsaml.calibration import calibrate_share
+    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+    from dsaml.train import build_model, setup
+
+    out = tmp_path / "calibrated"
+    args = tiny(out, init_from=str(run[0] / "best"), calibrate_adaptation=True, max_steps=2, evaluate_test=False,
+                model={"adapted_parameters": ["predictor.dense", "predictor.out"]})
+    with one_thread():
+        final = train(args)
+    assert "adaptation share (validation listeners): arousal" in capsys.readouterr().out
+    saved = DSAMLForDynamicEmotionRecognition.from_pretrained(out / "best")
+    share = saved.config.adaptation_share
+    assert share == [final["calibration/arousal/share"], final["calibration/valence/share"]]
+    assert final["calibration/arousal/rmse_calibrated"] <= final["calibration/arousal/rmse_meta_trained"]
+    with one_thread():
+        started = setup(args)  # resumes at its last step: the run's own validation tasks
+        assert list(calibrate_share(saved, started.data.validation, started.data.final_validation_tasks)[0]) == share
+        again = train(args)
+    assert [again["calibration/arousal/share"], again["calibration/valence/share"]] == share
+    saved.config.adaptation_share = [0.3, 0.4]
+    saved.save_pretrained(tmp_path / "shrunk")
+    assert build_model(tiny(tmp_path / "next", init_from=str(tmp_path / "shrunk"))).config.adaptation_share == [1.0, 1.0]

@@ -124,8 +124,8 @@ def test_benchmark_on_a_miniature_release(tmp_path):
     args = Namespace(partition="test", max_annotators=None, adaptation_steps=None, adaptation_lr=None,
                      resamples=20, seed=0)
     figures = bench.personalization_figures(args, model, root)
-    assert (figures["adaptation_method"], figures["adaptation_ridge"], figures["adaptation_holdout"]) == (
-        "ridge", 0.1, 0.0)
+    assert (figures["adaptation_method"], figures["adaptation_ridge"], figures["adaptation_holdout"],
+            figures["adaptation_share"]) == ("ridge", 0.1, 0.0, [1.0, 1.0])
     learned = figures["learned_ridge"]  # the model's own settings (here still their starting values)
     assert learned["strength"] == pytest.approx({"arousal": 0.1, "valence": 0.1})
     assert learned["level_share"] == pytest.approx({"arousal": 0.5, "valence": 0.5})
@@ -142,7 +142,8 @@ def test_benchmark_on_a_miniature_release(tmp_path):
 
 def test_table_names_the_inner_loop_the_result_used():
     """The VGMIDI table's sentence names the personalization of the run: SGD steps (results written before the
-    ridge method carry no `adaptation_method`), the ridge refit, and the do-no-harm rule when it was on."""
+    ridge method carry no `adaptation_method`), the ridge refit, the do-no-harm rule when it was on, and the
+    calibrated share when it is not the full step."""
     import make_table
 
     sgd = {"adaptation_steps": 5, "adaptation_lr": 0.1, "adapted_parameters": ["predictor.dense", "predictor.out"]}
@@ -157,3 +158,6 @@ def test_table_names_the_inner_loop_the_result_used():
     assert make_table.vgmidi_inner_loop(learned) == (
         "predictor.out refitted by the meta-learned ridge (strength 12.3 / 0.5, level share 0.03 / 0.40, "
         "arousal / valence)")
+    assert make_table.vgmidi_inner_loop({**ridge, "adaptation_share": [0.0, 0.25]}) == (
+        "predictor.out refitted by ridge (strength 0.1), step kept 0.00 / 0.25 (calibrated on the validation "
+        "listeners)")

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from dsaml.tasks import Task
 
 __all__ = ["Personalizer", "TaskResult", "evaluate_tasks", "format_summary", "inner_loop", "predict_songs",
-           "reference_points", "summarize"]
+           "reference_points", "song_on", "summarize"]
 
 MODES = ("full", "lora")
 
@@ -132,12 +132,12 @@ def evaluate_tasks(model, store: SongStore, tasks: Sequence[Task], personalizer:
     model.eval()
     results = []
     for task in tqdm(tasks, desc="evaluating annotators", disable=not progress, leave=False):
-        query = [_to(s, device) for s in store.songs(task.query)]
+        query = [song_on(s, device) for s in store.songs(task.query)]
         labels = [s.labels.numpy() for s in query]
         base = predict_songs(model, query, window, hop)
         before = score_songs(base, labels)
         after, extra, points = before, {}, {}
-        support = [_to(s, device) for s in store.songs(task.support)]
+        support = [song_on(s, device) for s in store.songs(task.support)]
         if personalizer is not None:
             with torch.enable_grad():
                 adapted, extra = personalizer(model, support, task)
@@ -192,7 +192,8 @@ def summarize(results: Sequence[TaskResult], prefix: str | None = None) -> dict[
     return {f"{prefix}/{k}" if prefix else k: v for k, v in summary.items()}
 
 
-def _to(song: AlignedSong, device) -> AlignedSong:
+def song_on(song: AlignedSong, device) -> AlignedSong:
+    """`song` with its model inputs on `device` (the labels stay on the CPU, where they are scored)."""
     if device is None:
         return song
     wave = song.waveform.to(device) if song.waveform is not None else None

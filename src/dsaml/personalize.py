@@ -6,7 +6,9 @@ window of the support song (`dsaml.batches.support_batch`), with the model in TR
 the meta-training inner loop the initialization was learned for). Dropout makes the result depend on the
 random state, so the inner loop runs under a fixed torch seed (`seed=0` by default): the same inputs always
 give the same personalized model. Where the config asks for it (`adaptation_holdout`), the do-no-harm rule of
-`dsaml.shrinkage` decides how far to move. Storing the result (full folder or LoRA adapter): `dsaml.adapters`.
+`dsaml.shrinkage` decides how far to move, and the share calibrated on validation listeners
+(`adaptation_share`, `dsaml.calibration`) scales the move per dimension. Storing the result (full folder or LoRA
+adapter): `dsaml.adapters`.
 """
 
 from __future__ import annotations
@@ -85,14 +87,15 @@ def personalize_song(
     steps: int | None = None,
     lr: float | None = None,
     seed: int = 0,
+    share: Sequence[float] | None = None,
 ) -> Personalization:
     """Adapt `model` to one listener from aligned support song(s). `model` is not modified.
 
     The support song is cut into `config.window_steps` windows, batched, and `steps` SGD steps of size `lr`
     (default: the config's meta-training values) are taken on the config's `adapted_parameters`, in train mode
     under `torch.manual_seed(seed)`. With `config.adaptation_holdout > 0` the result is shrunk toward the base
-    by the do-no-harm rule (`dsaml.shrinkage`; `info["shrinkage"]`: the share of the step kept for arousal and
-    valence).
+    by the do-no-harm rule (`dsaml.shrinkage`), then by `share` (arousal, valence; default
+    `config.adaptation_share`); `info["shrinkage"]`: the share of the step kept for arousal and valence.
     """
     config = model.config
     steps = config.adaptation_steps if steps is None else int(steps)
@@ -114,6 +117,9 @@ def personalize_song(
     alpha, shrink_info = (1.0, 1.0), {}
     if config.adaptation_holdout > 0:  # the do-no-harm rule: how far toward `fast`, judged on the song's end
         alpha, shrink_info = choose_shrinkage(model, songs, config.adaptation_holdout, lambda p: adapt_on(p)[1])
+    share = tuple(float(a) for a in (config.adaptation_share if share is None else share))
+    alpha = (alpha[0] * share[0], alpha[1] * share[1])
+    if alpha != (1.0, 1.0):
         fast = shrink(model, fast, alpha)
         with torch.no_grad():
             named = dict(adapted.named_parameters())
@@ -124,7 +130,7 @@ def personalize_song(
         "user": user, "steps": steps, "lr": lr, "seed": seed, "support_songs": [s.song_id for s in songs],
         "support_steps": int(sum(s.num_steps for s in songs)), "adapted_parameters": list(config.adapted_parameters),
         "support_loss_before": before, "support_loss_after": after, "mode": "train (dropout), fixed seed",
-        "shrinkage": list(alpha), **shrink_info,
+        "shrinkage": list(alpha), "adaptation_share": list(share), **shrink_info,
     }
     if after > before:
         advice = ("the ridge's squared-error fit does not lower this loss here; try a larger adaptation_ridge"

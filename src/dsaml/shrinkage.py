@@ -25,7 +25,7 @@ from dsaml.alignment import AlignedSong
 from dsaml.evaluation import predict_songs
 
 __all__ = ["MIN_HELD_OUT_STEPS", "SHRINKAGE_GRID", "blend", "choose_shrinkage", "fold_per_dimension",
-           "reads_out_linearly", "shrink", "split_in_time"]
+           "predictions_with", "reads_out_linearly", "shrink", "split_in_time"]
 
 SHRINKAGE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 MIN_HELD_OUT_STEPS = 4  # 2 s: fewer held-out steps say nothing about a blend
@@ -96,7 +96,7 @@ def fold_per_dimension(base: Mapping[str, torch.Tensor], fast: Mapping[str, torc
 
 
 @torch.no_grad()
-def _predictions(model, params: Mapping[str, torch.Tensor], songs: Sequence[AlignedSong]) -> list[np.ndarray]:
+def predictions_with(model, params: Mapping[str, torch.Tensor], songs: Sequence[AlignedSong]) -> list[np.ndarray]:
     """Whole-song predictions (sliding windows, as evaluation predicts) with `params` in place."""
     config = model.config
     named = dict(model.named_parameters())
@@ -128,12 +128,12 @@ def choose_shrinkage(model, songs: Sequence[AlignedSong], holdout: float,
     labels = np.concatenate([e.labels.double().numpy() for e in ends])
     per_dimension = reads_out_linearly(model, fast)
     if per_dimension:  # the blend of the curves is the curve of the folded weights: two forwards suffice
-        before = np.concatenate(_predictions(model, base, ends))
-        after = np.concatenate(_predictions(model, fast, ends))
+        before = np.concatenate(predictions_with(model, base, ends))
+        after = np.concatenate(predictions_with(model, fast, ends))
         mse = {a: (((before + a * (after - before)) - labels) ** 2).mean(axis=0) for a in SHRINKAGE_GRID}
     else:
-        mse = {a: np.full(2, ((np.concatenate(_predictions(model, blend(base, fast, a), ends)) - labels) ** 2).mean())
-               for a in SHRINKAGE_GRID}
+        mse = {a: np.full(2, ((np.concatenate(predictions_with(model, blend(base, fast, a), ends)) - labels) ** 2)
+                          .mean()) for a in SHRINKAGE_GRID}
     # ties go to the larger share (the meta-learned step)
     chosen = tuple(float(max(SHRINKAGE_GRID, key=lambda a: (-mse[a][d], a))) for d in range(2))
     info = {"held_out_steps": int(labels.shape[0]), "shrinkage_per_dimension": per_dimension,
@@ -148,4 +148,7 @@ def shrink(model, fast: Mapping[str, torch.Tensor], alpha: Shrinkage) -> dict[st
     base = {n: p.detach() for n, p in model.named_parameters() if n in fast}
     if reads_out_linearly(model, fast):
         return fold_per_dimension(base, fast, alpha)
+    if alpha[0] != alpha[1]:
+        raise ValueError(f"shares {alpha[0]:g} / {alpha[1]:g} for arousal / valence need an inner loop that adapts "
+                         f"only the predictor's linear read-out, not {sorted(fast)}: use one share for both")
     return blend(base, fast, alpha[0])

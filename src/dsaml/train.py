@@ -39,6 +39,8 @@ def build_model(args: TrainingArguments):
 
     if args.init_from:
         model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.init_from, dtype=torch.float32)
+        # a share calibrated for the weights it starts from says nothing about the weights this run learns
+        model.config.adaptation_share = [1.0, 1.0]
         for key, value in args.model.items():
             setattr(model.config, key, value)
         model.config.validate_dsaml()
@@ -350,6 +352,8 @@ def finish(run: Run) -> dict:
     best_dir = output_dir / "best"
     best = DSAMLForDynamicEmotionRecognition.from_pretrained(best_dir, dtype=torch.float32).to(accelerator.device)
     final = {"best_step": run.state["best_step"], f"best/{args.select_metric}": run.state["best_score"]}
+    if args.calibrate_adaptation:
+        final.update(calibrate(run, best, best_dir))
     results = {"validation": evaluate(run, best, data.validation, data.final_validation_tasks)}
     for name, (store, tasks) in data.tests.items():
         if tasks:
@@ -360,6 +364,31 @@ def finish(run: Run) -> dict:
         _write_outputs(run, final, results, best.config)
     accelerator.wait_for_everyone()
     return final
+
+
+def calibrate(run: Run, best, best_dir: Path) -> dict:
+    """The share of the inner loop's step kept per dimension, chosen on the final report's validation tasks
+    (`dsaml.calibration`; every process scores its share of them), written into `best/`'s config."""
+    from accelerate.utils import gather_object
+
+    from dsaml.calibration import calibrate_share
+    from dsaml.checkpoints import export_model
+
+    accelerator, tasks = run.accelerator, run.data.final_validation_tasks
+    gather = gather_object if accelerator.num_processes > 1 else None
+    mine = tasks[accelerator.process_index :: accelerator.num_processes]
+    share, info = calibrate_share(best, run.data.validation, mine, device=accelerator.device, progress=run.progress,
+                                  gather=gather)
+    best.config.adaptation_share = list(share)
+    if accelerator.is_main_process:
+        export_model(best, run.extractor, best_dir)
+        print("adaptation share (validation listeners): " + ", ".join(
+            f"{dim} {info[dim]['share']:.2f} (RMSE {info[dim]['rmse_meta_trained']:.3f} -> "
+            f"{info[dim]['rmse_calibrated']:.3f}; unpersonalized {info[dim]['rmse_unpersonalized']:.3f})"
+            for dim in ("arousal", "valence")))
+    accelerator.wait_for_everyone()
+    return {f"calibration/{dim}/{key}": info[dim][key] for dim in ("arousal", "valence")
+            for key in ("share", "rmse_unpersonalized", "rmse_meta_trained", "rmse_calibrated")}
 
 
 def _write_outputs(run: Run, final: dict, results: dict[str, list], config) -> None:

@@ -41,6 +41,9 @@ class TrainingArguments:
     # unadapted model predicts the average training listener (`dsaml.average_readout`)
     fit_average_readout: bool = False
     average_readout_ridge: float = 1e-3
+    # after training, choose how far personalization moves (the model's `adaptation_share`) on the validation
+    # listeners of the final report (`dsaml.calibration`), and save it in best/
+    calibrate_adaptation: bool = False
     weight_decay: float = 0.0
     max_grad_norm: float | None = None
     mixed_precision: str | None = None  # None: what `accelerate launch` / `accelerate config` says
@@ -103,6 +106,8 @@ class TrainingArguments:
                                 f"{sorted(model_fields())}")
             else:
                 problems += model_problems(self.model)
+        if self.calibrate_adaptation and self.data_config != "pdmer_flat":
+            problems.append("calibrate_adaptation personalizes validation listeners: it needs data_config pdmer_flat")
         if self.mixed_precision == "fp16":
             problems.append("mixed_precision 'fp16' is not supported: meta-gradients come from torch.autograd.grad, "
                             "which fp16 loss scaling does not cover; use 'bf16'")
