@@ -230,7 +230,8 @@ def share_sentence(share: list[float], piece: str) -> str:
     if share == [1.0, 1.0]:
         return ""
     return (f" Personalization keeps {share[0]:.2f} / {share[1]:.2f} (arousal / valence) of the inner loop's step on "
-            f"the support {piece}, the share chosen on the validation listeners (`calibrate_adaptation`).")
+            f"the support {piece}: the model config's `adaptation_share`, which the shipped configs choose on "
+            "the validation listeners (`calibrate_adaptation`).")
 
 
 def accuracy_title(f: dict) -> str:
@@ -295,7 +296,7 @@ def vgmidi_inner_loop(p: dict) -> str:
         text += f", do-no-harm rule on the last {p['adaptation_holdout']:.0%} of the support piece"
     share = p.get("adaptation_share", [1.0, 1.0])
     if share != [1.0, 1.0]:
-        text += f", step kept {share[0]:.2f} / {share[1]:.2f} (calibrated on the validation listeners)"
+        text += f", step kept {share[0]:.2f} / {share[1]:.2f} (the model's `adaptation_share`)"
     return text
 
 

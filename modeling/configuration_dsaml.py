@@ -242,6 +242,14 @@ class DSAMLConfig(PreTrainedConfig):
                       f"adaptation_holdout must be in [0, 1), got {self.adaptation_holdout}")
         self._require(len(self.adaptation_share) == 2 and all(a >= 0 for a in self.adaptation_share),
                       f"adaptation_share must be two shares >= 0 (arousal, valence), got {self.adaptation_share}")
+        read_out = {"predictor.dense", "predictor.out"}
+        read_out |= {f"{m}.{p}" for m in read_out for p in ("weight", "bias")}
+        self._require(
+            len(set(self.adaptation_share)) == 1
+            or bool(self.adapted_parameters and set(self.adapted_parameters) <= read_out),
+            f"adaptation_share {self.adaptation_share} differs per dimension, which needs an inner loop that adapts "
+            f"only the predictor's linear read-out (predictor.dense, predictor.out); adapted_parameters is "
+            f"{self.adapted_parameters or 'every parameter'}")
         self._require(
             self.hidden_act in {"gelu", "relu", "silu", "gelu_new", "tanh"},
             f"hidden_act must be one of gelu, relu, silu, gelu_new, tanh; got {self.hidden_act!r}",

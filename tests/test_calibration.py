@@ -56,25 +56,34 @@ def test_the_choice_averages_each_listeners_tasks_first_and_ties_go_to_the_meta_
 
 
 @pytest.fixture(scope="module")
-def tiny_tasks(synthetic_tiny, trained_tiny):
+def tiny_store(synthetic_tiny, trained_tiny):
     model = DSAMLForDynamicEmotionRecognition.from_pretrained(trained_tiny).eval()
     rows = load_pdmer(synthetic_tiny, "pdmer_flat", split="test")
     store = SongStore(rows, synthetic_tiny, model.config)
     tasks = evaluation_tasks(annotator_songs(rows), support_songs=1, max_query_songs=2, seed=0, support_repeats=2)
-    return model, store, tasks
+    return trained_tiny, store, tasks
 
 
-def _scored(model, store, tasks, share) -> dict:
+def _model(folder, **config) -> DSAMLForDynamicEmotionRecognition:
+    model = DSAMLForDynamicEmotionRecognition.from_pretrained(folder).eval()
+    for key, value in config.items():
+        setattr(model.config, key, value)
+    return model
+
+
+def _scored(model, store, tasks, share, mode: str = "full") -> dict:
     model.config.adaptation_share = list(share)
     try:
-        return summarize(evaluate_tasks(model, store, tasks, inner_loop()))
+        return summarize(evaluate_tasks(model, store, tasks, inner_loop(mode=mode)))
     finally:
         model.config.adaptation_share = [1.0, 1.0]
 
 
-def test_personalization_with_the_calibrated_share_scores_what_the_calibration_said(tiny_tasks):
-    model, store, tasks = tiny_tasks
-    model.config.adapted_parameters = READ_OUT
+@pytest.mark.parametrize("holdout", [0.0, 0.3])
+def test_personalization_with_the_calibrated_share_scores_what_the_calibration_said(tiny_store, holdout):
+    """Full weights and the LoRA adapter alike, with the do-no-harm rule's own share multiplied in."""
+    folder, store, tasks = tiny_store
+    model = _model(folder, adapted_parameters=READ_OUT, adaptation_holdout=holdout)
     share, info = calibrate_share(model, store, tasks)
     model.config.adaptation_share = [0.0, 0.0]  # the calibration ignores the model's own share
     assert calibrate_share(model, store, tasks)[0] == share
@@ -83,14 +92,32 @@ def test_personalization_with_the_calibrated_share_scores_what_the_calibration_s
         assert calibrated[f"after/{dim}_rmse"] == pytest.approx(info[dim]["rmse_calibrated"], abs=1e-5)
         assert plain[f"after/{dim}_rmse"] == pytest.approx(info[dim]["rmse_meta_trained"], abs=1e-5)
         assert plain[f"before/{dim}_rmse"] == pytest.approx(info[dim]["rmse_unpersonalized"], abs=1e-6)
+    if holdout == 0:
+        lora = _scored(model, store, tasks, share, mode="lora")
+        assert lora["after/rmse"] == pytest.approx(calibrated["after/rmse"], abs=1e-5)
     # a share of 0 is the unpersonalized model
     zero = _scored(model, store, tasks, (0.0, 0.0))
     assert zero["after/rmse"] == pytest.approx(zero["before/rmse"], abs=1e-6)
 
 
-def test_weights_that_do_not_read_out_linearly_are_scored_blend_by_blend(tiny_tasks):
-    model, store, tasks = tiny_tasks
-    model.config.adapted_parameters = []  # every weight: one share for both dimensions
+def test_the_share_belongs_to_the_configs_own_inner_loop(tiny_store):
+    """Another step count or learning rate is another inner loop: it keeps all of its change. A share of 0 says
+    so in the result."""
+    folder, store, tasks = tiny_store
+    model = _model(folder, adapted_parameters=READ_OUT, adaptation_share=[0.0, 0.0])
+    support = store.songs(tasks[0].support)
+    base = dict(model.named_parameters())
+    own = personalize_song(model, support)
+    assert own.info["shrinkage"] == [0.0, 0.0] and "keeps none of the adapted change" in own.info["note"]
+    assert all(torch.equal(value, base[name].detach()) for name, value in own.fast_weights.items())
+    other = personalize_song(model, support, steps=model.config.adaptation_steps + 1)
+    assert other.info["shrinkage"] == [1.0, 1.0] and "note" not in other.info
+    assert any(not torch.equal(value, base[name].detach()) for name, value in other.fast_weights.items())
+
+
+def test_weights_that_do_not_read_out_linearly_are_scored_blend_by_blend(tiny_store):
+    folder, store, tasks = tiny_store
+    model = _model(folder, adapted_parameters=[])  # every weight: one share for both dimensions
     errors = share_errors(model, store, tasks[:1])
     assert not any(linear for _, _, linear in errors)
     results = evaluate_tasks(model, store, tasks[:1], inner_loop())

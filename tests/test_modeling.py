@@ -255,6 +255,9 @@ def test_long_song_sliding_windows(model, config):
         ({"global_encoder": "pretrained"}, "global_encoder_config"),
         ({"adaptation_share": [1.0]}, "adaptation_share must be two shares"),
         ({"adaptation_share": [0.5, -0.1]}, "adaptation_share must be two shares"),
+        ({"adaptation_share": [0.5, 1.0]}, "differs per dimension, which needs an inner loop"),
+        ({"adaptation_share": [0.5, 1.0], "adapted_parameters": ["predictor.out", "predictor.lstm"]},
+         "differs per dimension"),
     ],
 )
 def test_invalid_config_values_raise(overrides, message):

@@ -276,7 +276,12 @@ def test_unknown_user_and_other_base_raise(tmp_path, base, alice):
     with pytest.raises(AdapterError, match="made for another base model"):
         load_personalized(None, tmp_path / "adapters", "alice", model=_model(seed=1))
     info = json.loads((tmp_path / "adapters" / "alice" / ADAPTER_INFO).read_text())
-    assert len(info["base_fingerprint"]) == 64
+    assert len(info["base_fingerprint"]) == 64 and info["adaptation_share"] == [1.0, 1.0]
+    # the same weights recalibrated: the adapter still loads (it keeps what it was made with), with a warning
+    recalibrated = _model()
+    recalibrated.config.adaptation_share = [0.5, 0.5]
+    with pytest.warns(UserWarning, match=r"made when the model kept \[1.0, 1.0\].*now keeps \[0.5, 0.5\]"):
+        load_personalized(None, tmp_path / "adapters", "alice", model=recalibrated)
 
 
 def test_annotation_errors_name_the_file(tmp_path, base, extractor):

@@ -159,5 +159,4 @@ def test_table_names_the_inner_loop_the_result_used():
         "predictor.out refitted by the meta-learned ridge (strength 12.3 / 0.5, level share 0.03 / 0.40, "
         "arousal / valence)")
     assert make_table.vgmidi_inner_loop({**ridge, "adaptation_share": [0.0, 0.25]}) == (
-        "predictor.out refitted by ridge (strength 0.1), step kept 0.00 / 0.25 (calibrated on the validation "
-        "listeners)")
+        "predictor.out refitted by ridge (strength 0.1), step kept 0.00 / 0.25 (the model's `adaptation_share`)")

@@ -318,6 +318,11 @@ def check_adapter(model: nn.Module, folder: str | os.PathLike, user: str | None 
             f"(base weights fingerprint {str(expected)[:12]}..., this model's is {base_fingerprint(model)[:12]}...); "
             "personalize again with this model"
         )
+    made_with = info.get("adaptation_share")
+    if made_with is not None and [float(a) for a in made_with] != [float(a) for a in model.config.adaptation_share]:
+        warnings.warn(f"{who} was made when the model kept {made_with} (arousal, valence) of the adapted change; the "
+                      f"model now keeps {list(model.config.adaptation_share)} (recalibrated): the adapter keeps what "
+                      "it was made with; personalize again to use the model's share", stacklevel=2)
 
 
 def add_user(peft_model, adapters_dir: str | os.PathLike, user: str, *, allow_unverified: bool = False):

@@ -33,14 +33,15 @@ from dsaml.shrinkage import choose_shrinkage, shrink
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Personalization", "personalize_audio", "personalize_song", "personalized_copy"]
+__all__ = ["Personalization", "default_share", "personalize_audio", "personalize_song", "personalized_copy"]
 
 
 def personalized_copy(model, support: dict[str, torch.Tensor], *, steps: int | None = None,
                       lr: float | None = None, seed: int = 0):
-    """A copy of `model` adapted to `support` with the meta-learned inner loop; `model` is left untouched.
+    """A copy of `model` adapted to `support` with the meta-learned inner loop alone; `model` is left untouched.
 
-    The inner loop runs in training mode, as in meta-training, with dropout seeded by `seed` (reproducible)."""
+    The inner loop runs in training mode, as in meta-training, with dropout seeded by `seed` (reproducible).
+    No do-no-harm rule and no calibrated share: `personalize_song` adds those (what `dsaml personalize` runs)."""
     adapted = copy.deepcopy(model)
     adapted.train()
     with torch.random.fork_rng(devices=[]):
@@ -51,6 +52,15 @@ def personalized_copy(model, support: dict[str, torch.Tensor], *, steps: int | N
         for name, value in fast.items():
             params[name].copy_(value)
     return adapted.eval()
+
+
+def default_share(config, steps: int, lr: float) -> tuple[float, float]:
+    """The share of the adapted change personalization keeps unless told otherwise: the config's calibrated
+    `adaptation_share` for the config's own inner loop; another step count or learning rate is another inner
+    loop, which the calibration did not score, so it keeps all of its change."""
+    if int(steps) == int(config.adaptation_steps) and float(lr) == float(config.adaptation_lr):
+        return tuple(float(a) for a in config.adaptation_share)
+    return (1.0, 1.0)
 
 
 @dataclass
@@ -94,8 +104,9 @@ def personalize_song(
     The support song is cut into `config.window_steps` windows, batched, and `steps` SGD steps of size `lr`
     (default: the config's meta-training values) are taken on the config's `adapted_parameters`, in train mode
     under `torch.manual_seed(seed)`. With `config.adaptation_holdout > 0` the result is shrunk toward the base
-    by the do-no-harm rule (`dsaml.shrinkage`), then by `share` (arousal, valence; default
-    `config.adaptation_share`); `info["shrinkage"]`: the share of the step kept for arousal and valence.
+    by the do-no-harm rule (`dsaml.shrinkage`), then by `share` (arousal, valence; default `default_share`:
+    the config's calibrated share for the config's own inner loop); `info["shrinkage"]`: the share of the step
+    kept for arousal and valence, `info["note"]` when it is none of it.
     """
     config = model.config
     steps = config.adaptation_steps if steps is None else int(steps)
@@ -117,7 +128,7 @@ def personalize_song(
     alpha, shrink_info = (1.0, 1.0), {}
     if config.adaptation_holdout > 0:  # the do-no-harm rule: how far toward `fast`, judged on the song's end
         alpha, shrink_info = choose_shrinkage(model, songs, config.adaptation_holdout, lambda p: adapt_on(p)[1])
-    share = tuple(float(a) for a in (config.adaptation_share if share is None else share))
+    share = tuple(float(a) for a in (default_share(config, steps, lr) if share is None else share))
     alpha = (alpha[0] * share[0], alpha[1] * share[1])
     if alpha != (1.0, 1.0):
         fast = shrink(model, fast, alpha)
@@ -132,6 +143,10 @@ def personalize_song(
         "support_loss_before": before, "support_loss_after": after, "mode": "train (dropout), fixed seed",
         "shrinkage": list(alpha), "adaptation_share": list(share), **shrink_info,
     }
+    if share == (0.0, 0.0):
+        info["note"] = ("this model keeps none of the adapted change (adaptation_share 0 / 0, chosen on its "
+                        "validation listeners, whom one song did not help): the personalized curves are the base "
+                        "model's")
     if after > before:
         advice = ("the ridge's squared-error fit does not lower this loss here; try a larger adaptation_ridge"
                   if config.adaptation_method == "ridge" else

@@ -163,6 +163,8 @@ def setup(args: TrainingArguments) -> Run:
     set_seed(args.seed)  # identical initial weights on every process
     model = build_model(args).to(accelerator.device)
     data = TrainingData(args, model.config, accelerator)
+    if args.calibrate_adaptation and not data.final_validation_tasks:  # found out now, not after training
+        raise ValueError(f"calibrate_adaptation needs validation listeners, and {args.dataset} gives none")
     data.preload(progress)
     optimizer = torch.optim.Adam(parameter_groups(model, args), lr=args.learning_rate, weight_decay=args.weight_decay)
     optimizer = accelerator.prepare(optimizer)
@@ -377,8 +379,9 @@ def calibrate(run: Run, best, best_dir: Path) -> dict:
     accelerator, tasks = run.accelerator, run.data.final_validation_tasks
     gather = gather_object if accelerator.num_processes > 1 else None
     mine = tasks[accelerator.process_index :: accelerator.num_processes]
-    share, info = calibrate_share(best, run.data.validation, mine, device=accelerator.device, progress=run.progress,
-                                  gather=gather)
+    with accelerator.autocast():  # as the final report's `evaluate` scores them
+        share, info = calibrate_share(best, run.data.validation, mine, device=accelerator.device,
+                                      progress=run.progress, gather=gather)
     best.config.adaptation_share = list(share)
     if accelerator.is_main_process:
         export_model(best, run.extractor, best_dir)

@@ -171,7 +171,8 @@ def build_page(session: DemoSession, *, max_upload_mb: float, upload_dir: str | 
             progress(0.7, desc=f"predicting with {name}'s model")
             message = (f"Saved {name}'s model to {folder} (fit to your annotation: loss "
                        f"{result.support_loss_before:.3f} -> {result.support_loss_after:.3f}). Pick another song "
-                       "to compare it with the base model.")
+                       "to compare it with the base model." + (f" Note: {result.info['note']}."
+                                                                 if "note" in result.info else ""))
             return {personal_status: _status(message), listener: listeners(name),
                     view: session.view(current, name, note=f"{name}'s model learned from this song.")}
 
