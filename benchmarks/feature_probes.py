@@ -30,6 +30,7 @@ def probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, ridge: float = 0.01) 
 
 
 def main() -> None:
+    from dsaml.adaptation import readout_inputs
     from dsaml.adapters import load_extractor, load_model
     from dsaml.data import dataset_metadata, dataset_root, load_pdmer
     from dsaml.datasets_scripts.synthetic import SyntheticSpec, frame_features, song_plans
@@ -65,8 +66,7 @@ def main() -> None:
         n = min(patches.shape[0], len(controls["mode"]))
         with torch.no_grad():
             hv = harmonic[None, :n] if model.config.harmonic_features else None
-            hidden = model.dsaml.encode(patches[None, :n], None, None, hv)[0]
-            read = model.predictor.readout_features(hidden, None, hv)[0]
+            read = readout_inputs(model, {"input_features": patches[None, :n], "harmonic_features": hv})[0]
         views["read-out"].append(read.numpy())
         views["mean log-mel"].append(patches[:n].mean(dim=1).numpy())
         views["harmonic view"].append(harmonic[:n].numpy())
