@@ -395,12 +395,16 @@ def test_a_stage_that_fits_the_average_readout_refits_the_output_layer_on_the_tr
         assert not torch.allclose(fitted, parameters(run[0] / "best")[f"predictor.out.{name}"], atol=1e-3)
     # resumed from a checkpoint, the stage keeps the checkpoint's layer: it refits once, at its first start
     with one_thread():
-        train(tiny(tmp_path / "average", init_from=str(run[0] / "best"), fit_average_readout=True,
-                   average_readout_ridge=0.01, evaluate_test=False, max_steps=2))
+        first = train(tiny(tmp_path / "average", init_from=str(run[0] / "best"), fit_average_readout=True,
+                           average_readout_ridge=0.01, evaluate_test=False, max_steps=2))
         capsys.readouterr()
         resumed = setup(tiny(tmp_path / "average", init_from=str(run[0] / "best"), fit_average_readout=True,
                              average_readout_ridge=0.01, evaluate_test=False, max_steps=4))
     assert "refitted" not in capsys.readouterr().out
+    # the refit's figures reach the final report, and a resumed run still has them (the checkpoint keeps them)
+    for dim in ("arousal", "valence"):
+        assert first[f"average_readout/{dim}/rmse_after"] < first[f"average_readout/{dim}/rmse_before"]
+    assert resumed.state["average_readout"] == {k: v for k, v in first.items() if k.startswith("average_readout/")}
     saved = parameters(tmp_path / "average" / "checkpoints" / "step_000002")
     assert torch.equal(resumed.model.predictor.out.weight.detach(), saved["predictor.out.weight"])
 

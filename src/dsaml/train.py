@@ -183,16 +183,17 @@ def setup(args: TrainingArguments) -> Run:
         features, harmonic = data.calibration_steps()
         model.dsaml.features.calibrate(features.to(accelerator.device),
                                        None if harmonic is None else harmonic.to(accelerator.device))
-    if args.fit_average_readout and not resume:
-        _fit_average_readout(args, model, data, accelerator)
+    if args.fit_average_readout and not resume:  # checkpoints keep its figures for the final report
+        state["average_readout"] = _fit_average_readout(args, model, data, accelerator)
     log = MetricsLog(output_dir / "metrics.jsonl", state["step"], accelerator.is_main_process)
     return Run(args, accelerator, model, DSAMLFeatureExtractor.from_model_config(model.config), data, optimizer,
                state, log, trackers, progress)
 
 
-def _fit_average_readout(args: TrainingArguments, model, data, accelerator) -> None:
+def _fit_average_readout(args: TrainingArguments, model, data, accelerator) -> dict[str, float]:
     """The output layer refitted to the average training listener: each process sums the statistics of its share
-    of the rows, one all-reduce adds them up, and every process solves the same system."""
+    of the rows, one all-reduce adds them up, and every process solves the same system. Returns the training
+    rows' RMSE before and after, per dimension (`average_readout/<dimension>/rmse_<before|after>`)."""
     from dsaml.average_readout import fit_average_readout
 
     rows = data.training_rows()[accelerator.process_index :: accelerator.num_processes]
@@ -203,6 +204,8 @@ def _fit_average_readout(args: TrainingArguments, model, data, accelerator) -> N
         rmse = ", ".join(f"{d} {b:.3f} -> {a:.3f}" for d, b, a in zip(("arousal", "valence"), report["before"],
                                                                        report["after"]))
         print(f"output layer refitted to the average training listener (RMSE on the training rows: {rmse})")
+    return {f"average_readout/{dim}/rmse_{when}": float(report[when][d])
+            for d, dim in enumerate(("arousal", "valence")) for when in ("before", "after")}
 
 
 def training_step(run: Run) -> dict:
@@ -353,7 +356,8 @@ def finish(run: Run) -> dict:
     accelerator.wait_for_everyone()
     best_dir = output_dir / "best"
     best = DSAMLForDynamicEmotionRecognition.from_pretrained(best_dir, dtype=torch.float32).to(accelerator.device)
-    final = {"best_step": run.state["best_step"], f"best/{args.select_metric}": run.state["best_score"]}
+    final = {"best_step": run.state["best_step"], f"best/{args.select_metric}": run.state["best_score"],
+             **run.state.get("average_readout", {})}
     if args.calibrate_adaptation:
         final.update(calibrate(run, best, best_dir))
     results = {"validation": evaluate(run, best, data.validation, data.final_validation_tasks)}
