@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from dsaml.evaluation import predict_songs, song_on
-from dsaml.shrinkage import blend, predictions_with, reads_out_linearly
+from dsaml.shrinkage import predictions_with, reads_out_linearly, shrink
 
 __all__ = ["SHARE_GRID", "ShareErrors", "blended_rmse", "calibrate_share", "choose_share", "share_errors"]
 
@@ -69,11 +69,10 @@ def share_errors(model, store, tasks, *, device: torch.device | str | None = Non
         linear = reads_out_linearly(model, result.fast_weights)
         if linear:
             errors = blended_rmse(base, predict_songs(result.model, query, window, hop), labels)
-        else:  # one share for every weight: predict with each blend (the unpersonalized curve is `base`)
-            start = {n: p.detach() for n, p in model.named_parameters() if n in result.fast_weights}
+        else:  # one share for every weight: predict with each blend, as `personalize_song` would shrink
             errors = np.concatenate([
-                blended_rmse(base, predictions_with(model, blend(start, result.fast_weights, a), query), labels,
-                             shares=(1.0,)) for a in SHARE_GRID])
+                blended_rmse(base, predictions_with(model, shrink(model, result.fast_weights, (a, a)), query),
+                             labels, shares=(1.0,)) for a in SHARE_GRID])
         out.append((task.annotator, errors, linear))
         del result
     model.train(was_training)

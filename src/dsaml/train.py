@@ -376,9 +376,9 @@ def calibrate(run: Run, best, best_dir: Path) -> dict:
     """The share of the inner loop's step kept per dimension, chosen on the final report's validation tasks
     (`dsaml.calibration`; every process scores its share of them), written into `best/`'s config."""
     from accelerate.utils import gather_object
+    from transformers.utils import CONFIG_NAME
 
     from dsaml.calibration import calibrate_share
-    from dsaml.checkpoints import export_model
 
     accelerator, tasks = run.accelerator, run.data.final_validation_tasks
     gather = gather_object if accelerator.num_processes > 1 else None
@@ -387,8 +387,8 @@ def calibrate(run: Run, best, best_dir: Path) -> dict:
         share, info = calibrate_share(best, run.data.validation, mine, device=accelerator.device,
                                       progress=run.progress, gather=gather)
     best.config.adaptation_share = list(share)
-    if accelerator.is_main_process:
-        export_model(best, run.extractor, best_dir)
+    if accelerator.is_main_process:  # only the config changes: the weights stay as exported
+        atomic_write_text(best_dir / CONFIG_NAME, best.config.to_json_string())
         print("adaptation share (validation listeners): " + ", ".join(
             f"{dim} {info[dim]['share']:.2f} (RMSE {info[dim]['rmse_meta_trained']:.3f} -> "
             f"{info[dim]['rmse_calibrated']:.3f}; unpersonalized {info[dim]['rmse_unpersonalized']:.3f})"
