@@ -118,6 +118,7 @@ def summarize_figures(args, model, results) -> dict:
         "support_repeats": args.support_repeats, "summary": summary,
         "adaptation_steps": model.config.adaptation_steps, "adaptation_lr": model.config.adaptation_lr,
         "adaptation_share": list(model.config.adaptation_share),
+        "adaptation_max_delay": model.config.adaptation_max_delay,
         "max_query_songs": args.max_query_songs, "scores": spread,
         "annotators_ccc_improved": summary["annotators_ccc_improved"],
         "annotators_rmse_improved": summary["annotators_rmse_improved"],

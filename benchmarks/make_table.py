@@ -222,16 +222,19 @@ def accuracy_protocol(f: dict) -> str:
     return (f"`{f['dataset']}` {f['partition']} partition (held-out listeners): {f['annotators']} listeners x "
             f"{f['support_repeats']} support songs ({f['tasks']} tasks), {query} song of the listener as query; "
             "a listener's score is the mean over their support songs, the table the mean over listeners."
-            + share_sentence(f.get("adaptation_share", [1.0, 1.0]), "song"))
+            + share_sentence(f.get("adaptation_share", [1.0, 1.0]), "song", f.get("adaptation_max_delay", 0)))
 
 
-def share_sentence(share: list[float], piece: str) -> str:
-    """How much of the inner loop's step personalization keeps (`adaptation_share`), when not all of it."""
+def share_sentence(share: list[float], piece: str, max_delay: int = 0) -> str:
+    """How much of the inner loop's step personalization keeps (`adaptation_share`), when not all of it, and the
+    longest reaction lag it fits (`adaptation_max_delay`), when any."""
+    lag = (f" The refit also fits the listener's reaction lag, up to {max_delay} steps (the model config's "
+           "`adaptation_max_delay`)." if max_delay else "")
     if share == [1.0, 1.0]:
-        return ""
+        return lag
     return (f" Personalization keeps {share[0]:.2f} / {share[1]:.2f} (arousal / valence) of the inner loop's step on "
             f"the support {piece}: the model config's `adaptation_share`, which the shipped configs choose on "
-            "the validation listeners (`calibrate_adaptation`).")
+            "the validation listeners (`calibrate_adaptation`)." + lag)
 
 
 def accuracy_title(f: dict) -> str:
@@ -296,7 +299,9 @@ def vgmidi_inner_loop(p: dict) -> str:
         text += f", do-no-harm rule on the last {p['adaptation_holdout']:.0%} of the support piece"
     share = p.get("adaptation_share", [1.0, 1.0])
     if share != [1.0, 1.0]:
-        text += f", step kept {share[0]:.2f} / {share[1]:.2f} (the model's `adaptation_share`)"
+        text += f", step kept {share[0]:.2f} / {share[1]:.2f} (`adaptation_share`)"
+    if p.get("adaptation_max_delay"):
+        text += f", reaction lag fitted up to {p['adaptation_max_delay']} steps (`adaptation_max_delay`)"
     return text
 
 
@@ -308,7 +313,7 @@ def vgmidi_tables(doc: dict) -> list[str]:
     dims = ("arousal", "valence")
     out = [f"Model `{f['model']}`; {p['listeners']} {f['partition']} listeners (both pieces {f['partition']} pieces, "
            f"{p['pieces']} pieces), each scored twice (support one piece, query the other, and the reverse; "
-           f"{p['tasks']} tasks), {vgmidi_inner_loop(p)} (the model config's). Mean over listeners "
+           f"{p['tasks']} tasks), {vgmidi_inner_loop(p)}, as the model's config sets them. Mean over listeners "
            "[95 % bootstrap interval, listeners resampled].", ""]
     rows = [[label] + [ci(p["methods"][m][f"{dim}_{s}"]) for s in ("rmse", "pearson", "ccc") for dim in dims]
             for m, label in VGMIDI_METHODS.items() if m in p["methods"]]

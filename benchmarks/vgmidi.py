@@ -96,7 +96,7 @@ def personalization_figures(args, model, root) -> dict:
     """Every listener of the partition, both ways, through `dsaml.evaluation`; means, intervals, by level."""
     from dsaml.data import annotator_songs, dataset_metadata, load_pdmer
     from dsaml.evaluation import evaluate_tasks, inner_loop, summarize
-    from dsaml.personalize import default_share
+    from dsaml.personalize import default_delay, default_share
     from dsaml.references import references_for
     from dsaml.song_store import SongStore
 
@@ -126,6 +126,8 @@ def personalization_figures(args, model, root) -> dict:
         "adaptation_holdout": model.config.adaptation_holdout,
         "adaptation_share": list(default_share(model.config, args.adaptation_steps or model.config.adaptation_steps,
                                                args.adaptation_lr or model.config.adaptation_lr)),
+        "adaptation_max_delay": default_delay(model.config, args.adaptation_steps or model.config.adaptation_steps,
+                                              args.adaptation_lr or model.config.adaptation_lr),
         **learned_ridge(model),
         "summary": summarize(results),
         "methods": method_table(listeners, args.resamples, args.seed),

@@ -85,6 +85,10 @@ class DSAMLConfig(PreTrainedConfig):
             validation listeners after training (`calibrate_adaptation`, `dsaml.calibration`): how much one
             song says about a listener's other songs where no listener was trained on. [1, 1] (official):
             the inner loop as meta-trained.
+        adaptation_max_delay: with the ridge inner loop, the listener's reaction lag is fitted on the support
+            song too: the delay of the output curve by 0..max steps whose refit fits the song best
+            (`predictor.delay`; one lag per listener; a dimension whose share is 0 keeps no delay). Chosen on
+            the validation listeners with the share (`calibrate_adaptation`); 0 (official): no delay.
     """
 
     model_type = "dsaml"
@@ -152,6 +156,7 @@ class DSAMLConfig(PreTrainedConfig):
     learn_adaptation_ridge: bool = False
     adaptation_holdout: float | int = 0.0
     adaptation_share: list[float] | tuple[float, ...] = (1.0, 1.0)
+    adaptation_max_delay: int = 0
 
     def __post_init__(self, **kwargs):
         # JSON round trips turn tuples into lists; keep one canonical type so saved/loaded configs compare equal.
@@ -242,6 +247,13 @@ class DSAMLConfig(PreTrainedConfig):
                       f"adaptation_holdout must be in [0, 1), got {self.adaptation_holdout}")
         self._require(len(self.adaptation_share) == 2 and all(a >= 0 for a in self.adaptation_share),
                       f"adaptation_share must be two shares >= 0 (arousal, valence), got {self.adaptation_share}")
+        self._require(self.adaptation_max_delay >= 0 and self.adaptation_max_delay < self.window_steps,
+                      f"adaptation_max_delay must be in [0, window_steps), got {self.adaptation_max_delay}")
+        self._require(not self.adaptation_max_delay or self.adaptation_method == "ridge",
+                      "adaptation_max_delay chooses the delay with the ridge refit: set adaptation_method: ridge")
+        self._require(not self.adaptation_max_delay or not self.adaptation_holdout,
+                      "adaptation_max_delay and adaptation_holdout cannot be combined (the do-no-harm rule scores "
+                      "undelayed curves): set one of them to 0")
         read_out = {"predictor.dense", "predictor.out"}
         read_out |= {f"{m}.{p}" for m in read_out for p in ("weight", "bias")}
         self._require(

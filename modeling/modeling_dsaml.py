@@ -65,9 +65,16 @@ class DSAMLPreTrainedModel(PreTrainedModel):
     main_input_name = "input_features"
     supports_gradient_checkpointing = False
     _no_split_modules = ["DSAMLEncoderLayer"]
-    # No `_init_weights` override: transformers initializes the frozen global encoder (a PreTrainedModel inside
-    # PretrainedContextEncoder) with its own init, and its pretrained weights are loaded after construction
-    # (`from_global_encoder_pretrained` copies them in; `from_pretrained` reads them from the checkpoint).
+    # A checkpoint saved before the output delay existed has no `predictor.delay.steps`: no delay.
+    _keys_to_ignore_on_load_missing = [r"predictor\.delay\.steps"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # Everything but the delay keeps transformers' own init (the frozen global encoder, a PreTrainedModel inside
+        # PretrainedContextEncoder, has its own; its pretrained weights are loaded after construction).
+        if isinstance(module, OutputDelay):
+            module.steps.zero_()
+        else:
+            super()._init_weights(module)
 
     def _check_inputs(self, input_features: torch.Tensor, attention_mask: torch.Tensor | None,
                       harmonic_features: torch.Tensor | None = None) -> None:
@@ -171,6 +178,24 @@ class RidgeSettings(nn.Module):
         return self.log_strength.exp(), torch.sigmoid(self.level_logit)
 
 
+class OutputDelay(nn.Module):
+    """A listener's reaction lag: each dimension's curve delayed by `steps[d]` steps within the window, its first
+    steps holding the window's first prediction. Zero (no delay) in a trained model; personalization's ridge
+    refit sets it (`config.adaptation_max_delay`). A buffer, so it is saved with the weights and a LoRA adapter
+    carries it (PEFT `modules_to_save`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("steps", torch.zeros(len(LABEL_NAMES), dtype=torch.long))
+
+    def forward(self, logits: torch.Tensor, steps: torch.Tensor | None = None) -> torch.Tensor:
+        steps = self.steps if steps is None else steps
+        if not bool(steps.any()):
+            return logits
+        index = (torch.arange(logits.shape[1], device=logits.device)[:, None] - steps.to(logits.device)).clamp_min(0)
+        return logits.gather(1, index.expand(logits.shape[0], -1, -1))
+
+
 class EmotionPredictor(nn.Module):
     """BiLSTM(lstm_hidden per direction) -> Linear -> Dropout -> Linear(2); linear output, as in the reference.
     With `config.readout_cues` the output layer also reads each step's chord-quality cues (its last inputs)."""
@@ -184,10 +209,11 @@ class EmotionPredictor(nn.Module):
         cues = NUM_READOUT_CUES if self.reads_cues else 0
         self.out = nn.Linear(config.predictor_hidden_size + cues, len(LABEL_NAMES))
         self.ridge = RidgeSettings(config) if config.learn_adaptation_ridge else None
+        self.delay = OutputDelay()
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
                 harmonic_features: torch.Tensor | None = None) -> torch.Tensor:
-        return self.out(self.readout_features(hidden, attention_mask, harmonic_features))
+        return self.delay(self.out(self.readout_features(hidden, attention_mask, harmonic_features)))
 
     def readout_features(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None,
                          harmonic_features: torch.Tensor | None = None) -> torch.Tensor:

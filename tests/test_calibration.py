@@ -84,7 +84,7 @@ def test_personalization_with_the_calibrated_share_scores_what_the_calibration_s
     """Full weights and the LoRA adapter alike, with the do-no-harm rule's own share multiplied in."""
     folder, store, tasks = tiny_store
     model = _model(folder, adapted_parameters=READ_OUT, adaptation_holdout=holdout)
-    share, info = calibrate_share(model, store, tasks)
+    share, _, info = calibrate_share(model, store, tasks)
     model.config.adaptation_share = [0.0, 0.0]  # the calibration ignores the model's own share
     assert calibrate_share(model, store, tasks)[0] == share
     calibrated, plain = _scored(model, store, tasks, share), _scored(model, store, tasks, (1.0, 1.0))

@@ -223,6 +223,22 @@ def support_readout(model, task) -> tuple[np.ndarray, np.ndarray]:
     return x, task.support["labels"][0].numpy()
 
 
+def assert_encoder_gradient(model, grads, loss) -> None:
+    """`grads` of the local projection's weight, in a random direction, equal a central finite difference of
+    `loss()` (the query loss recomputed through the inner loop)."""
+    name = "dsaml.features.local_projection.weight"
+    param = dict(model.named_parameters())[name]
+    direction, eps, losses = torch.randn_like(param), 1e-6, []
+    for sign in (1, -1):
+        with torch.no_grad():
+            param += sign * eps * direction
+        losses.append(float(loss().detach()))
+        with torch.no_grad():
+            param -= sign * eps * direction
+    numeric = (losses[0] - losses[1]) / (2 * eps)
+    assert float((grads[name] * direction).sum()) == pytest.approx(numeric, rel=1e-5)
+
+
 def test_ridge_inner_loop_is_the_closed_form_and_its_gradient_is_exact(dsaml_task):
     """adaptation_method="ridge": the output layer solved on the support features (checked against numpy), the
     shift in the limit of a strong pull toward the meta-learned layer, and the meta-gradient equal to a finite
@@ -247,24 +263,36 @@ def test_ridge_inner_loop_is_the_closed_form_and_its_gradient_is_exact(dsaml_tas
     model.config.adaptation_method, model.config.adaptation_ridge = "ridge", 0.3
     try:
         grads, _ = task_gradient(model, task, algorithm="fomaml", adapted=["predictor.out"])
-        param = model.dsaml.features.local_projection.weight
-        direction = torch.randn_like(param)
-        eps = 1e-6
-        losses = []
-        for sign in (1, -1):
-            with torch.no_grad():
-                param += sign * eps * direction
-            fast_w = ridge_adapt(model, task.support, fast, strength=0.3)
-            losses.append(float(functional_loss(model, fast_w, task.query).detach()))
-            with torch.no_grad():
-                param -= sign * eps * direction
-        numeric = (losses[0] - losses[1]) / (2 * eps)
-        name = "dsaml.features.local_projection.weight"
-        assert float((grads[name] * direction).sum()) == pytest.approx(numeric, rel=1e-5)
+        assert_encoder_gradient(model, grads, lambda: functional_loss(
+            model, ridge_adapt(model, task.support, fast, strength=0.3), task.query))
         with pytest.raises(ValueError, match="ridge inner loop adapts exactly"):
             task_gradient(model, task, algorithm="fomaml", adapted=["predictor.dense"])
     finally:
         model.config.adaptation_method = "sgd"
+
+
+def test_a_lag_fitting_ridge_inner_loop_gets_the_gradient_at_its_delayed_refit(dsaml_task):
+    """With `adaptation_max_delay` the meta-training inner loop fits the support's lag too, and the meta-gradient
+    is the query loss's at the delayed refit (a finite difference; the chosen lag is locally constant)."""
+    from dsaml.adaptation import DELAY, ridge_adapt
+
+    model, task = dsaml_task
+    out = model.predictor.out
+    fast = {"predictor.out.weight": out.weight, "predictor.out.bias": out.bias}
+    model.config.adaptation_method, model.config.adaptation_ridge, model.config.adaptation_max_delay = "ridge", 0.3, 3
+    try:
+        refit = ridge_adapt(model, task.support, fast, strength=0.3, max_delay=3)
+        assert refit[DELAY].tolist() == [1, 1]  # this support's lag: the delayed path is what is differentiated
+        grads, _ = task_gradient(model, task, algorithm="fomaml", adapted=["predictor.out"])
+
+        def query_loss():
+            moved = ridge_adapt(model, task.support, fast, strength=0.3, max_delay=3)
+            assert torch.equal(moved[DELAY], refit[DELAY])
+            return functional_loss(model, moved, task.query)
+
+        assert_encoder_gradient(model, grads, query_loss)
+    finally:
+        model.config.adaptation_method, model.config.adaptation_max_delay = "sgd", 0
 
 
 def test_base_loss_weight_adds_the_unadapted_query_gradient(dsaml_task):

@@ -258,6 +258,9 @@ def test_long_song_sliding_windows(model, config):
         ({"adaptation_share": [0.5, 1.0]}, "differs per dimension, which needs an inner loop"),
         ({"adaptation_share": [0.5, 1.0], "adapted_parameters": ["predictor.out", "predictor.lstm"]},
          "differs per dimension"),
+        ({"adaptation_max_delay": 2}, "set adaptation_method: ridge"),
+        ({"adaptation_max_delay": 2, "adaptation_method": "ridge", "adaptation_holdout": 0.25}, "cannot be combined"),
+        ({"adaptation_max_delay": 500, "adaptation_method": "ridge"}, r"adaptation_max_delay must be in \[0, window"),
     ],
 )
 def test_invalid_config_values_raise(overrides, message):

@@ -437,3 +437,30 @@ def test_a_stage_that_calibrates_the_adaptation_share_saves_it_with_the_best_mod
     saved.config.adaptation_share = [0.3, 0.4]
     saved.save_pretrained(tmp_path / "shrunk")
     assert build_model(tiny(tmp_path / "next", init_from=str(tmp_path / "shrunk"))).config.adaptation_share == [1.0, 1.0]
+
+
+def test_a_ridge_stage_calibrates_the_reaction_lag_with_the_share(run, tmp_path, capsys):
+    """With the ridge refit the calibration also chooses the longest reaction lag (`DELAY_GRID`), saves it in
+    best/'s config, and the final report scores the validation listeners with it; a run started from that model
+    fits no lag until it is calibrated again."""
+    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+    from dsaml.train import build_model
+
+    out = tmp_path / "lagged"
+    args = tiny(out, init_from=str(run[0] / "best"), calibrate_adaptation=True, max_steps=1, evaluate_test=False,
+                model={"adaptation_method": "ridge", "adapted_parameters": ["predictor.out"]})
+    with one_thread():
+        final = train(args)
+    printed = capsys.readouterr().out
+    saved = DSAMLForDynamicEmotionRecognition.from_pretrained(out / "best")
+    lag = saved.config.adaptation_max_delay
+    assert lag == final["calibration/max_delay"]
+    scores = {d: final[f"calibration/lag_{d}/rmse"] for d in (0, 2, 4, 6)}
+    assert scores[lag] == min(scores.values())
+    assert f"reaction lag up to {lag} steps" in printed
+    for dim in ("arousal", "valence"):
+        assert final[f"validation/after/{dim}_rmse"] == pytest.approx(final[f"calibration/{dim}/rmse_calibrated"],
+                                                                      abs=1e-5)
+    saved.config.adaptation_max_delay = 4
+    saved.save_pretrained(tmp_path / "with_lag")
+    assert build_model(tiny(tmp_path / "next", init_from=str(tmp_path / "with_lag"))).config.adaptation_max_delay == 0

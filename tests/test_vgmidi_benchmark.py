@@ -125,7 +125,7 @@ def test_benchmark_on_a_miniature_release(tmp_path):
                      resamples=20, seed=0)
     figures = bench.personalization_figures(args, model, root)
     assert (figures["adaptation_method"], figures["adaptation_ridge"], figures["adaptation_holdout"],
-            figures["adaptation_share"]) == ("ridge", 0.1, 0.0, [1.0, 1.0])
+            figures["adaptation_share"], figures["adaptation_max_delay"]) == ("ridge", 0.1, 0.0, [1.0, 1.0], 0)
     learned = figures["learned_ridge"]  # the model's own settings (here still their starting values)
     assert learned["strength"] == pytest.approx({"arousal": 0.1, "valence": 0.1})
     assert learned["level_share"] == pytest.approx({"arousal": 0.5, "valence": 0.5})
@@ -159,4 +159,8 @@ def test_table_names_the_inner_loop_the_result_used():
         "predictor.out refitted by the meta-learned ridge (strength 12.3 / 0.5, level share 0.03 / 0.40, "
         "arousal / valence)")
     assert make_table.vgmidi_inner_loop({**ridge, "adaptation_share": [0.0, 0.25]}) == (
-        "predictor.out refitted by ridge (strength 0.1), step kept 0.00 / 0.25 (the model's `adaptation_share`)")
+        "predictor.out refitted by ridge (strength 0.1), step kept 0.00 / 0.25 (`adaptation_share`)")
+    assert make_table.vgmidi_inner_loop({**ridge, "adaptation_max_delay": 6}) == (
+        "predictor.out refitted by ridge (strength 0.1), reaction lag fitted up to 6 steps (`adaptation_max_delay`)")
+    assert make_table.share_sentence([1.0, 1.0], "song", 4) == (
+        " The refit also fits the listener's reaction lag, up to 4 steps (the model config's `adaptation_max_delay`).")

@@ -50,6 +50,7 @@ def adapt(
     lr: float | None = None,
     params: Mapping[str, torch.Tensor] | None = None,
     second_order: bool = False,
+    max_delay: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Run `steps` SGD steps of size `lr` on the support batch and return the fast weights (or, for
     `config.adaptation_method == "ridge"`, the closed-form output layer of `ridge_adapt`).
@@ -61,6 +62,8 @@ def adapt(
         params: starting weights (default: `adaptable_parameters(model)`, i.e. the meta-parameters themselves).
         second_order: keep the graph through the inner updates (MAML); first-order otherwise (FOMAML, Reptile,
             personalization), where each step's gradient is treated as a constant.
+        max_delay: the ridge refit also chooses the listener's reaction lag up to this many steps
+            (`ridge_adapt`; personalization passes `config.adaptation_max_delay`, meta-training 0).
     """
     config = getattr(model, "config", None)
     steps = steps if steps is not None else config.adaptation_steps
@@ -70,7 +73,9 @@ def adapt(
     fast = dict(params if params is not None else adaptable_parameters(model))
     names = list(fast)
     if getattr(config, "adaptation_method", "sgd") == "ridge":
-        return ridge_adapt(model, support, fast)
+        return ridge_adapt(model, support, fast, max_delay=max_delay)
+    if max_delay:
+        raise ValueError("a reaction-lag delay (max_delay) is chosen by the ridge refit: set adaptation_method: ridge")
     if steps and adapts_predictor_only(model, names):
         return _adapt_predictor(model, support, fast, steps=steps, lr=lr, second_order=second_order)
     for _ in range(steps):
@@ -140,7 +145,10 @@ def ridge_penalty(gram: torch.Tensor, strength: torch.Tensor | float) -> torch.T
     return strength * torch.trace(gram).clamp_min(1e-12) / gram.shape[0]
 
 
-def ridge_adapt(model, support, fast, *, strength=None, level_share=None) -> dict[str, torch.Tensor]:
+DELAY = "predictor.delay.steps"  # the listener's reaction lag (`config.adaptation_max_delay`), a buffer
+
+
+def ridge_adapt(model, support, fast, *, strength=None, level_share=None, max_delay: int = 0) -> dict[str, torch.Tensor]:
     """The output layer refitted in closed form on the support batch (the `"ridge"` inner loop).
 
     With the predictor's last hidden features X (centred over the support's labelled steps) and labels Y, for
@@ -155,7 +163,12 @@ def ridge_adapt(model, support, fast, *, strength=None, level_share=None) -> dic
     overfitting; a_d < 1 trusts the song's level less (a real listener's offset on one song says little about
     the next). The solve is differentiable, so meta-training gets the exact gradient through the inner loop,
     to the encoder and to learned settings alike, whichever algorithm (`fomaml` or `maml`) drives it.
-    `strength` / `level_share` (floats or `[2]`) replace the model's settings."""
+    `strength` / `level_share` (floats or `[2]`) replace the model's settings.
+
+    With `max_delay` > 0 (personalization, `config.adaptation_max_delay`) the listener's reaction lag is fitted
+    too: the refit is solved with X delayed by each lag of 0..max_delay steps within the windows (as
+    `predictor.delay` delays the output curve), and the lag whose refit leaves the smallest squared error on
+    the support song, both dimensions together, is kept in the fast weights' `predictor.delay.steps`."""
     if sorted(fast) != sorted(RIDGE_PARAMETERS):
         raise ValueError(f"the ridge inner loop adapts exactly {list(RIDGE_PARAMETERS)}; set adapted_parameters: "
                          f"[predictor.out] (got {sorted(fast)})")
@@ -170,17 +183,33 @@ def ridge_adapt(model, support, fast, *, strength=None, level_share=None) -> dic
     for m in (mask, support.get("labels_mask")):
         if m is not None:
             keep = keep & m.bool()
-    x, y = features[keep].double(), support["labels"][keep].double()
+    labels = support["labels"][keep].double()
+    w0, b0 = fast["predictor.out.weight"].double(), fast["predictor.out.bias"].double()
+    delay = model.predictor.delay
+    fits = []
+    for lag in range(int(max_delay) + 1):
+        x = delay(features, torch.full((features.shape[-1],), lag, dtype=torch.long))[keep].double()
+        weight, bias = _ridge_solve(x, labels, w0, b0, strength, level_share)
+        error = float(((x @ weight.T + bias - labels) ** 2).sum().detach()) if max_delay else 0.0
+        fits.append((error, lag, weight, bias))
+    _, lag, weight, bias = min(fits, key=lambda fit: fit[0])  # ties: the shorter lag
+    dtype = fast["predictor.out.weight"].dtype
+    out = {"predictor.out.weight": weight.to(dtype), "predictor.out.bias": bias.to(dtype)}
+    if max_delay:
+        out[DELAY] = torch.full_like(delay.steps, lag)
+    return out
+
+
+def _ridge_solve(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, b0: torch.Tensor, strength: torch.Tensor,
+                 level_share: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`ridge_adapt`'s closed form on rows `x` `[n, d]` and labels `y` `[n, 2]`: (weight `[2, d]`, bias `[2]`)."""
     x_mean, y_mean = x.mean(0, keepdim=True), y.mean(0, keepdim=True)
     xc, yc = x - x_mean, y - y_mean
     gram = xc.T @ xc
     lam = ridge_penalty(gram, strength.to(gram))  # [2]
-    w0, b0 = fast["predictor.out.weight"].double(), fast["predictor.out.bias"].double()
     eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
     system = gram[None] + lam[:, None, None] * eye  # one system per dimension
     weight = torch.linalg.solve(system, ((xc.T @ yc).T + lam[:, None] * w0)[..., None])[..., 0]
     base_level = x_mean @ w0.T + b0
     level = base_level + level_share.to(gram) * (y_mean - base_level)
-    bias = (level - x_mean @ weight.T)[0]
-    dtype = fast["predictor.out.weight"].dtype
-    return {"predictor.out.weight": weight.to(dtype), "predictor.out.bias": bias.to(dtype)}
+    return weight, (level - x_mean @ weight.T)[0]

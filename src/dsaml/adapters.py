@@ -183,6 +183,8 @@ def lora_adapter(base: DSAMLForDynamicEmotionRecognition, result: Personalizatio
         raise AdapterError("the inner loop adapted no nn.Linear layer; a LoRA adapter cannot store this "
                            "personalization (use --mode full)")
     whole = _changed_modules(base, result.model, full_modules)
+    if _changed_modules(base, result.model, ["predictor.delay"]) and "predictor.delay" not in whole:
+        whole.append("predictor.delay")  # the reaction lag travels with every adapter that has one
     lora_config = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=targets, lora_bias=True,
                              init_lora_weights=True, bias="none", modules_to_save=whole or None)
     lora_config.base_model_name_or_path = base_name_or_path or getattr(base, "name_or_path", None) or None
@@ -195,7 +197,7 @@ def lora_adapter(base: DSAMLForDynamicEmotionRecognition, result: Personalizatio
     loaded = set_peft_model_state_dict(peft_model, tensors, adapter_name=result.user)
     if loaded.unexpected_keys:  # a peft upgrade that names its tensors differently must fail loudly
         raise AdapterError(f"peft did not take the adapter tensors {loaded.unexpected_keys[:5]}")
-    base_params = dict(base.named_parameters())
+    base_params = {**dict(base.named_parameters()), **dict(base.named_buffers())}
     stored = {f"{t}.weight" for t in targets} | {f"{t}.bias" for t in targets}
     not_stored = sorted(n for n in fast
                         if n not in stored and not any(n.startswith(w + ".") for w in whole)

@@ -13,6 +13,11 @@ When the inner loop adapts only the predictor's linear read-out, the blend of th
 blended weights (`dsaml.shrinkage.fold_per_dimension`), so two predictions per task give every share exactly,
 one per dimension. Any other adapted set gets one share for both dimensions, each share scored by predicting
 with the blended weights.
+
+The ridge refit can also fit the listener's reaction lag (`config.adaptation_max_delay`): the share then blends
+the delayed curves (a share of 0 is the undelayed base model), and the longest lag allowed is chosen from
+`DELAY_GRID` with the share, by the same validation listeners: the lag and share with the lowest mean RMSE
+over both dimensions (ties: the shorter lag).
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from dsaml.adaptation import DELAY
 from dsaml.evaluation import predict_songs, song_on
 from dsaml.shrinkage import predictions_with, reads_out_linearly, shrink
 
-__all__ = ["SHARE_GRID", "ShareErrors", "blended_rmse", "calibrate_share", "choose_share", "share_errors"]
+__all__ = ["DELAY_GRID", "SHARE_GRID", "ShareErrors", "blended_rmse", "calibrate_share", "choose_share",
+           "share_errors"]
 
 SHARE_GRID = tuple(round(0.05 * i, 2) for i in range(31))  # 0 .. 1.5: also a step larger than meta-trained
+DELAY_GRID = (0, 2, 4, 6)  # the longest reaction lag, in steps: none, 1 s, 2 s, 3 s
 
 # (annotator, query RMSE [len(SHARE_GRID), 2] for arousal and valence, one share per dimension?)
 ShareErrors = tuple[str, np.ndarray, bool]
@@ -47,10 +55,11 @@ def blended_rmse(base: Sequence[np.ndarray], adapted: Sequence[np.ndarray], labe
     return total / len(base)
 
 
-def share_errors(model, store, tasks, *, device: torch.device | str | None = None,
-                 progress: bool = False) -> list[ShareErrors]:
+def share_errors(model, store, tasks, *, device: torch.device | str | None = None, progress: bool = False,
+                 max_delay: int | None = None) -> list[ShareErrors]:
     """For each task: its annotator and the query RMSE of every share of `SHARE_GRID` (module docstring). The
-    inner loop runs as `dsaml evaluate` runs it (the task's seed), with the model's own share ignored."""
+    inner loop runs as `dsaml evaluate` runs it (the task's seed), with the model's own share ignored and
+    reaction lags of up to `max_delay` steps (default: the model's)."""
     from tqdm.auto import tqdm
 
     from dsaml.personalize import personalize_song
@@ -59,15 +68,23 @@ def share_errors(model, store, tasks, *, device: torch.device | str | None = Non
     window, hop = config.window_steps, config.hop_steps
     was_training = model.training
     out = []
-    for task in tqdm(tasks, desc="calibrating the adaptation share", disable=not progress, leave=False):
+    lag = f" (reaction lag up to {max_delay} steps)" if max_delay else ""
+    for task in tqdm(tasks, desc="calibrating the adaptation share" + lag, disable=not progress, leave=False):
         query = [song_on(s, device) for s in store.songs(task.query)]
         support = [song_on(s, device) for s in store.songs(task.support)]
         labels = [s.labels.numpy() for s in query]
         base = predict_songs(model, query, window, hop)
         with torch.enable_grad():
-            result = personalize_song(model, support, user=task.annotator, seed=task.seed, share=(1.0, 1.0))
+            result = personalize_song(model, support, user=task.annotator, seed=task.seed, share=(1.0, 1.0),
+                                      max_delay=max_delay)
         linear = reads_out_linearly(model, result.fast_weights)
-        if linear:
+        delay = result.fast_weights.get(DELAY)
+        if linear and delay is not None and bool(delay.any()):
+            # shares above 0 blend the delayed curves; 0 is the undelayed base
+            delayed = predictions_with(model, {DELAY: delay}, query)
+            errors = blended_rmse(delayed, predict_songs(result.model, query, window, hop), labels)
+            errors[0] = blended_rmse(base, base, labels, shares=(0.0,))[0]
+        elif linear:
             errors = blended_rmse(base, predict_songs(result.model, query, window, hop), labels)
         else:  # one share for every weight: predict with each blend, as `personalize_song` would shrink
             errors = np.concatenate([
@@ -108,10 +125,24 @@ def choose_share(errors: Sequence[ShareErrors]) -> tuple[tuple[float, float], di
 
 
 def calibrate_share(model, store, tasks, *, device=None, progress: bool = False,
-                    gather: Callable[[list], list] | None = None) -> tuple[tuple[float, float], dict]:
-    """`choose_share` on `share_errors` of `tasks`; `gather` collects every process's errors when each process
-    scored its share of the tasks (e.g. `accelerate.utils.gather_object`)."""
-    errors = share_errors(model, store, tasks, device=device, progress=progress)
-    if gather is not None:
-        errors = gather(errors)
-    return choose_share(errors)
+                    gather: Callable[[list], list] | None = None,
+                    delays: Sequence[int] | None = None) -> tuple[tuple[float, float], int, dict]:
+    """(share, longest reaction lag, what each scored): `choose_share` on `share_errors` of `tasks` for each
+    longest lag of `delays` (default `DELAY_GRID` for a ridge inner loop, else none), the pair with the lowest
+    mean RMSE over both dimensions kept (ties: the shorter lag). `gather` collects every process's errors when
+    each process scored its share of the tasks (e.g. `accelerate.utils.gather_object`)."""
+    if delays is None:
+        delays = DELAY_GRID if model.config.adaptation_method == "ridge" else (0,)
+    best = None
+    scored = {}
+    for max_delay in sorted(int(d) for d in delays):
+        errors = share_errors(model, store, tasks, device=device, progress=progress, max_delay=max_delay)
+        if gather is not None:
+            errors = gather(errors)
+        share, info = choose_share(errors)
+        score = (info["arousal"]["rmse_calibrated"] + info["valence"]["rmse_calibrated"]) / 2
+        scored[max_delay] = {"share": list(share), "rmse_calibrated": score}
+        if best is None or score < best[0]:
+            best = (score, share, max_delay, info)
+    _, share, max_delay, info = best
+    return share, max_delay, dict(info, max_delay=max_delay, delays=scored)

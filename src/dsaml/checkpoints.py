@@ -70,6 +70,9 @@ def load_checkpoint(accelerator, model: torch.nn.Module, path: str | os.PathLike
     state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     weights = load_file(str(path / WEIGHTS_FILE), device=str(next(model.parameters()).device))
     missing, unexpected = model.load_state_dict(weights, strict=False)
+    # what the model class tolerates missing from its saved weights (e.g. a buffer added since), it does here too
+    tolerated = getattr(accelerator.unwrap_model(model), "_keys_to_ignore_on_load_missing", None) or []
+    missing = [k for k in missing if not any(re.search(pattern, k) for pattern in tolerated)]
     if missing or unexpected:
         raise ValueError(f"{path}: checkpoint does not match the model (missing {missing[:5]}, unexpected {unexpected[:5]})")
     accelerator.load_state(str(path))

@@ -77,7 +77,8 @@ def _task_gradient(model, task, algorithm, steps, lr, adapted, base_loss_weight=
         # the meta-gradient of the adapted parameters is the weight change; the others learn on the task's data
         loss = functional_loss(model, fast, data)
     else:
-        fast = adapt(model, task.support, steps=steps, lr=lr, params=fast_start, second_order=algorithm == "maml")
+        fast = adapt(model, task.support, steps=steps, lr=lr, params=fast_start, second_order=algorithm == "maml",
+                     max_delay=getattr(config, "adaptation_max_delay", 0))
         loss = functional_loss(model, fast, task.query)
         if base_loss_weight:
             loss = loss + base_loss_weight * functional_loss(model, {}, task.query)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dsaml.adaptation import adapt, adaptable_parameters, functional_loss
+from dsaml.adaptation import DELAY, adapt, adaptable_parameters, functional_loss
 from dsaml.alignment import AlignedSong
 from dsaml.annotations import align_annotations, read_annotations
 from dsaml.audio import AudioError, load_audio
@@ -33,24 +33,26 @@ from dsaml.shrinkage import choose_shrinkage, shrink
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Personalization", "default_share", "personalize_audio", "personalize_song", "personalized_copy"]
+__all__ = ["Personalization", "default_delay", "default_share", "personalize_audio", "personalize_song", "personalized_copy"]
 
 
 def personalized_copy(model, support: dict[str, torch.Tensor], *, steps: int | None = None,
-                      lr: float | None = None, seed: int = 0):
+                      lr: float | None = None, seed: int = 0, max_delay: int | None = None):
     """A copy of `model` adapted to `support` with the meta-learned inner loop alone; `model` is left untouched.
 
-    The inner loop runs in training mode, as in meta-training, with dropout seeded by `seed` (reproducible).
+    The inner loop runs in training mode, as in meta-training, with dropout seeded by `seed` (reproducible), and
+    the ridge refit chooses a reaction lag of up to `max_delay` steps (default `config.adaptation_max_delay`).
     No do-no-harm rule and no calibrated share: `personalize_song` adds those (what `dsaml personalize` runs)."""
+    max_delay = model.config.adaptation_max_delay if max_delay is None else int(max_delay)
     adapted = copy.deepcopy(model)
     adapted.train()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        fast = adapt(adapted, support, steps=steps, lr=lr)
+        fast = adapt(adapted, support, steps=steps, lr=lr, max_delay=max_delay)
     with torch.no_grad():
-        params = dict(adapted.named_parameters())
+        tensors = {**dict(adapted.named_parameters()), **dict(adapted.named_buffers())}
         for name, value in fast.items():
-            params[name].copy_(value)
+            tensors[name].copy_(value)
     return adapted.eval()
 
 
@@ -58,9 +60,19 @@ def default_share(config, steps: int, lr: float) -> tuple[float, float]:
     """The share of the adapted change personalization keeps unless told otherwise: the config's calibrated
     `adaptation_share` for the config's own inner loop; another step count or learning rate is another inner
     loop, which the calibration did not score, so it keeps all of its change."""
-    if int(steps) == int(config.adaptation_steps) and float(lr) == float(config.adaptation_lr):
+    if _own_loop(config, steps, lr):
         return tuple(float(a) for a in config.adaptation_share)
     return (1.0, 1.0)
+
+
+def default_delay(config, steps: int, lr: float) -> int:
+    """The longest reaction lag personalization fits unless told otherwise: the config's calibrated
+    `adaptation_max_delay` for the config's own inner loop (as `default_share`), else none."""
+    return int(config.adaptation_max_delay) if _own_loop(config, steps, lr) else 0
+
+
+def _own_loop(config, steps: int, lr: float) -> bool:
+    return int(steps) == int(config.adaptation_steps) and float(lr) == float(config.adaptation_lr)
 
 
 @dataclass
@@ -98,6 +110,7 @@ def personalize_song(
     lr: float | None = None,
     seed: int = 0,
     share: Sequence[float] | None = None,
+    max_delay: int | None = None,
 ) -> Personalization:
     """Adapt `model` to one listener from aligned support song(s). `model` is not modified.
 
@@ -106,11 +119,16 @@ def personalize_song(
     under `torch.manual_seed(seed)`. With `config.adaptation_holdout > 0` the result is shrunk toward the base
     by the do-no-harm rule (`dsaml.shrinkage`), then by `share` (arousal, valence; default `default_share`:
     the config's calibrated share for the config's own inner loop); `info["shrinkage"]`: the share of the step
-    kept for arousal and valence, `info["note"]` when it is none of it.
+    kept for arousal and valence, `info["note"]` when it is none of it. The ridge refit also chooses the
+    listener's reaction lag up to `max_delay` steps (default: the config's `adaptation_max_delay` for the
+    config's own inner loop, else 0), `info["delay_steps"]`.
     """
     config = model.config
     steps = config.adaptation_steps if steps is None else int(steps)
     lr = config.adaptation_lr if lr is None else float(lr)
+    max_delay = default_delay(config, steps, lr) if max_delay is None else int(max_delay)
+    if max_delay and config.adaptation_holdout > 0:
+        raise ValueError("a reaction-lag delay and the do-no-harm rule (adaptation_holdout) cannot be combined")
     songs = [support] if isinstance(support, AlignedSong) else list(support)
     batch = support_batch(songs, config.window_steps)  # every window of the support song, as in evaluation
     params = adaptable_parameters(model)
@@ -120,9 +138,9 @@ def personalize_song(
         # the inner loop of meta-training (train mode, seeded dropout) on a copy
         with torch.enable_grad():
             adapted_copy = personalized_copy(model, support_batch(parts, config.window_steps), steps=steps, lr=lr,
-                                             seed=seed)
-        named = dict(adapted_copy.named_parameters())
-        return adapted_copy, {n: named[n].detach().clone() for n in params}
+                                             seed=seed, max_delay=max_delay)
+        named = {**dict(adapted_copy.named_parameters()), **dict(adapted_copy.named_buffers())}
+        return adapted_copy, {n: named[n].detach().clone() for n in (*params, *([DELAY] if max_delay else []))}
 
     adapted, fast = adapt_on(songs)
     alpha, shrink_info = (1.0, 1.0), {}
@@ -133,7 +151,7 @@ def personalize_song(
     if alpha != (1.0, 1.0):
         fast = shrink(model, fast, alpha)
         with torch.no_grad():
-            named = dict(adapted.named_parameters())
+            named = {**dict(adapted.named_parameters()), **dict(adapted.named_buffers())}
             for name, value in fast.items():
                 named[name].copy_(value)
     after = _support_loss(model, batch, fast)
@@ -141,7 +159,8 @@ def personalize_song(
         "user": user, "steps": steps, "lr": lr, "seed": seed, "support_songs": [s.song_id for s in songs],
         "support_steps": int(sum(s.num_steps for s in songs)), "adapted_parameters": list(config.adapted_parameters),
         "support_loss_before": before, "support_loss_after": after, "mode": "train (dropout), fixed seed",
-        "shrinkage": list(alpha), "adaptation_share": list(share), **shrink_info,
+        "shrinkage": list(alpha), "adaptation_share": list(share), "max_delay": int(max_delay),
+        "delay_steps": [int(d) for d in fast[DELAY]] if DELAY in fast else [0, 0], **shrink_info,
     }
     if share == (0.0, 0.0):
         info["note"] = ("this model keeps none of the adapted change (adaptation_share 0 / 0, chosen on its "

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
+from dsaml.adaptation import DELAY
 from dsaml.alignment import AlignedSong
 from dsaml.evaluation import predict_songs
 
@@ -55,8 +56,10 @@ def blend(base: Mapping[str, torch.Tensor], fast: Mapping[str, torch.Tensor], al
 
 
 def reads_out_linearly(model, names) -> bool:
-    """True when the adapted tensors are (some of) the predictor's two linear layers and nothing else."""
-    return bool(names) and set(names) <= set(READ_OUT) and hasattr(getattr(model, "predictor", None), "dense")
+    """True when the adapted tensors are (some of) the predictor's two linear layers and nothing else (but the
+    output delay, which moves the curve the read-out gives)."""
+    names = set(names) - {DELAY}
+    return bool(names) and names <= set(READ_OUT) and hasattr(getattr(model, "predictor", None), "dense")
 
 
 @torch.no_grad()
@@ -99,7 +102,7 @@ def fold_per_dimension(base: Mapping[str, torch.Tensor], fast: Mapping[str, torc
 def predictions_with(model, params: Mapping[str, torch.Tensor], songs: Sequence[AlignedSong]) -> list[np.ndarray]:
     """Whole-song predictions (sliding windows, as evaluation predicts) with `params` in place."""
     config = model.config
-    named = dict(model.named_parameters())
+    named = {**dict(model.named_parameters()), **dict(model.named_buffers())}  # buffers: the output delay
     saved = {n: named[n].detach().clone() for n in params}
     was_training = model.training
     try:
@@ -142,13 +145,20 @@ def choose_shrinkage(model, songs: Sequence[AlignedSong], holdout: float,
 
 
 def shrink(model, fast: Mapping[str, torch.Tensor], alpha: Shrinkage) -> dict[str, torch.Tensor]:
-    """The fast weights moved the chosen share(s) of the way from the base (`choose_shrinkage`'s result)."""
+    """The fast weights moved the chosen share(s) of the way from the base (`choose_shrinkage`'s result). The
+    reaction lag chosen with them (`predictor.delay.steps`) is kept whole, except for a dimension with share 0,
+    which stays the base model's curve."""
     if alpha == (1.0, 1.0):
         return dict(fast)
-    base = {n: p.detach() for n, p in model.named_parameters() if n in fast}
+    weights = {n: v for n, v in fast.items() if n != DELAY}
+    base = {n: p.detach() for n, p in model.named_parameters() if n in weights}
     if reads_out_linearly(model, fast):
-        return fold_per_dimension(base, fast, alpha)
-    if alpha[0] != alpha[1]:
+        out = fold_per_dimension(base, weights, alpha)
+    elif alpha[0] != alpha[1]:
         raise ValueError(f"shares {alpha[0]:g} / {alpha[1]:g} for arousal / valence need an inner loop that adapts "
-                         f"only the predictor's linear read-out, not {sorted(fast)}: use one share for both")
-    return blend(base, fast, alpha[0])
+                         f"only the predictor's linear read-out, not {sorted(weights)}: use one share for both")
+    else:
+        out = blend(base, weights, alpha[0])
+    if DELAY in fast:
+        out[DELAY] = torch.where(torch.tensor(alpha) > 0, fast[DELAY], torch.zeros_like(fast[DELAY]))
+    return out

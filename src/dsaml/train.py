@@ -41,6 +41,7 @@ def build_model(args: TrainingArguments):
         model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.init_from, dtype=torch.float32)
         # a share calibrated for the weights it starts from says nothing about the weights this run learns
         model.config.adaptation_share = [1.0, 1.0]
+        model.config.adaptation_max_delay = 0
         for key, value in args.model.items():
             setattr(model.config, key, value)
         model.config.validate_dsaml()
@@ -384,18 +385,32 @@ def calibrate(run: Run, best, best_dir: Path) -> dict:
     gather = gather_object if accelerator.num_processes > 1 else None
     mine = tasks[accelerator.process_index :: accelerator.num_processes]
     with accelerator.autocast():  # as the final report's `evaluate` scores them
-        share, info = calibrate_share(best, run.data.validation, mine, device=accelerator.device,
+        share, max_delay, info = calibrate_share(best, run.data.validation, mine, device=accelerator.device,
                                       progress=run.progress, gather=gather)
     best.config.adaptation_share = list(share)
+    best.config.adaptation_max_delay = int(max_delay)
     if accelerator.is_main_process:  # only the config changes: the weights stay as exported
         atomic_write_text(best_dir / CONFIG_NAME, best.config.to_json_string())
         print("adaptation share (validation listeners): " + ", ".join(
             f"{dim} {info[dim]['share']:.2f} (RMSE {info[dim]['rmse_meta_trained']:.3f} -> "
             f"{info[dim]['rmse_calibrated']:.3f}; unpersonalized {info[dim]['rmse_unpersonalized']:.3f})"
-            for dim in ("arousal", "valence")))
+            for dim in ("arousal", "valence")) + lag_line(info))
     accelerator.wait_for_everyone()
-    return {f"calibration/{dim}/{key}": info[dim][key] for dim in ("arousal", "valence")
-            for key in ("share", "rmse_unpersonalized", "rmse_meta_trained", "rmse_calibrated")}
+    out = {f"calibration/{dim}/{key}": info[dim][key] for dim in ("arousal", "valence")
+           for key in ("share", "rmse_unpersonalized", "rmse_meta_trained", "rmse_calibrated")}
+    out.update({f"calibration/lag_{lag}/rmse": scored["rmse_calibrated"] for lag, scored in info["delays"].items()})
+    return dict(out, **{"calibration/max_delay": max_delay})
+
+
+def lag_line(info: dict) -> str:
+    """The calibrated longest reaction lag, and what no lag scored, for the line `calibrate` prints."""
+    if list(info["delays"]) == [0]:
+        return ""
+    lag = info["max_delay"]
+    if not lag:
+        return "; reaction lag up to 0 steps (a longer one did not lower the mean RMSE)"
+    return (f"; reaction lag up to {lag} steps (mean RMSE {info['delays'][lag]['rmse_calibrated']:.3f}, "
+            f"without a lag {info['delays'][0]['rmse_calibrated']:.3f})")
 
 
 def _write_outputs(run: Run, final: dict, results: dict[str, list], config) -> None:

@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1024
     print(f"personalized {args.user!r} on {result.info['support_steps']} steps ({result.steps} inner steps, "
           f"lr {result.lr:g}): support loss {result.support_loss_before:.4f} -> {result.support_loss_after:.4f}")
+    if any(result.info["delay_steps"]):
+        lag = [d * model.config.step_seconds for d in result.info["delay_steps"]]
+        print(f"reaction lag (fitted on the song): arousal {lag[0]:g} s, valence {lag[1]:g} s")
     if "note" in result.info:
         print(f"note: {result.info['note']}")
     print(f"saved {args.mode} to {out} ({size:.1f} KB)")

@@ -1,0 +1,133 @@
+"""The listener's reaction lag: the output delay, its choice by the ridge refit on the support song, how a share
+and a saved personalization carry it, and its calibration on validation listeners."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from dsaml.adaptation import DELAY, adaptable_parameters, ridge_adapt
+from dsaml.adapters import load_personalized, save_full, save_lora
+from dsaml.batches import support_batch
+from dsaml.calibration import calibrate_share
+from dsaml.data import annotator_songs, load_pdmer
+from dsaml.evaluation import evaluate_tasks, inner_loop, predict_songs, summarize
+from dsaml.modeling import DSAMLConfig, DSAMLForDynamicEmotionRecognition
+from dsaml.personalize import personalize_song
+from dsaml.song_store import SongStore
+from dsaml.tasks import evaluation_tasks
+
+RIDGE = {"adaptation_method": "ridge", "adapted_parameters": ["predictor.out"], "adaptation_ridge": 0.1}
+
+
+def test_the_delay_moves_each_dimension_late_and_holds_the_first_value():
+    model = DSAMLForDynamicEmotionRecognition(DSAMLConfig(hidden_size=16, num_attention_heads=2, num_hidden_layers=1,
+                                                          intermediate_size=16, lstm_hidden_size=8,
+                                                          predictor_hidden_size=8, window_steps=8))
+    logits = torch.arange(12, dtype=torch.float32).view(1, 6, 2)  # arousal 0 2 4 ..., valence 1 3 5 ...
+    assert model.predictor.delay(logits) is logits  # a trained model has no delay
+    delayed = model.predictor.delay(logits, torch.tensor([2, 0]))
+    assert delayed[0, :, 0].tolist() == [0, 0, 0, 2, 4, 6]
+    assert delayed[0, :, 1].tolist() == [1, 3, 5, 7, 9, 11]
+
+
+@pytest.fixture(scope="module")
+def ridge_tiny(synthetic_tiny, trained_tiny):
+    rows = load_pdmer(synthetic_tiny, "pdmer_flat", split="test")
+    model = _model(trained_tiny)
+    store = SongStore(rows, synthetic_tiny, model.config)
+    tasks = evaluation_tasks(annotator_songs(rows), support_songs=1, max_query_songs=2, seed=0, support_repeats=2)
+    return trained_tiny, store, tasks
+
+
+def _model(folder, **config) -> DSAMLForDynamicEmotionRecognition:
+    model = DSAMLForDynamicEmotionRecognition.from_pretrained(folder).eval()
+    for key, value in {**RIDGE, **config}.items():
+        setattr(model.config, key, value)
+    return model
+
+
+@pytest.mark.parametrize("lag", [0, 3])
+def test_the_ridge_refit_finds_the_lag_of_a_delayed_listener(ridge_tiny, lag):
+    """A listener who hears the model's own curve, rescaled and `lag` steps late: the refit with lags allowed
+    picks that lag and fits the song almost exactly; a shorter longest lag cannot."""
+    folder, store, tasks = ridge_tiny
+    model = _model(folder)
+    batch = support_batch(store.songs(tasks[0].support), model.config.window_steps)
+    with torch.no_grad():
+        own = model(input_features=batch["input_features"], harmonic_features=batch.get("harmonic_features")).logits
+        batch["labels"] = model.predictor.delay(1.5 * own + 0.2, torch.tensor([lag, lag]))
+    fast = {n: p.detach() for n, p in adaptable_parameters(model).items()}
+    with torch.no_grad():
+        refit = ridge_adapt(model, batch, fast, strength=1e-6, max_delay=5)
+        assert refit[DELAY].tolist() == [lag, lag]
+        predicted = model.predictor.delay(torch.nn.functional.linear(
+            _readout(model, batch), refit["predictor.out.weight"], refit["predictor.out.bias"]), refit[DELAY])
+        assert float((predicted - batch["labels"]).abs().max()) < 1e-3
+        if lag:
+            assert ridge_adapt(model, batch, fast, strength=1e-6, max_delay=lag - 1)[DELAY].tolist() == [lag - 1] * 2
+        assert DELAY not in ridge_adapt(model, batch, fast)  # meta-training's refit: no lag
+
+
+def _readout(model, batch):
+    from dsaml.adaptation import readout_inputs
+
+    return readout_inputs(model, batch)
+
+
+def test_a_personalization_with_a_lag_predicts_the_same_saved_whole_or_as_an_adapter(ridge_tiny, tmp_path):
+    folder, store, tasks = ridge_tiny
+    model = _model(folder, adaptation_max_delay=4)
+    support, query = store.songs(tasks[0].support), store.songs(tasks[0].query)
+    result = personalize_song(model, support, user="ana", seed=tasks[0].seed)
+    lag = result.info["delay_steps"]
+    assert lag == result.fast_weights[DELAY].tolist() and lag[0] == lag[1] and 0 <= lag[0] <= 4
+    assert result.info["max_delay"] == 4
+    window, hop = model.config.window_steps, model.config.hop_steps
+    expected = predict_songs(result.model, query, window, hop)
+    save_full(result, tmp_path / "full", base=model)
+    reloaded = DSAMLForDynamicEmotionRecognition.from_pretrained(tmp_path / "full").eval()
+    assert reloaded.predictor.delay.steps.tolist() == lag
+    save_lora(model, result, tmp_path / "adapters")
+    adapter = load_personalized(folder, tmp_path / "adapters", "ana")  # wraps (and freezes) the base it loads
+    for other in (reloaded, adapter):
+        for a, b in zip(expected, predict_songs(other, query, window, hop)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    # a dimension that keeps none of the change keeps no lag either; another inner loop gets none
+    half = personalize_song(model, support, share=(0.0, 1.0), seed=tasks[0].seed)
+    assert half.info["delay_steps"] == [0, lag[1]]
+    assert personalize_song(model, support, steps=model.config.adaptation_steps + 1).info["delay_steps"] == [0, 0]
+
+
+def test_the_calibrated_lag_and_share_score_what_the_calibration_said(ridge_tiny):
+    folder, store, tasks = ridge_tiny
+    model = _model(folder)
+    share, max_delay, info = calibrate_share(model, store, tasks, delays=(0, 3))
+    assert set(info["delays"]) == {0, 3} and info["max_delay"] == max_delay
+    assert info["delays"][max_delay]["rmse_calibrated"] == min(d["rmse_calibrated"] for d in info["delays"].values())
+    for lag in (0, 3):  # each candidate's calibrated RMSE is what personalization with it scores
+        lag_share, lag_info = calibrate_share(model, store, tasks, delays=(lag,))[0::2]
+        model.config.adaptation_share, model.config.adaptation_max_delay = list(lag_share), lag
+        for mode in ("full", "lora"):
+            scored = summarize(evaluate_tasks(model, store, tasks, inner_loop(mode=mode)))
+            for dim in ("arousal", "valence"):
+                assert scored[f"after/{dim}_rmse"] == pytest.approx(lag_info[dim]["rmse_calibrated"], abs=1e-5)
+                assert scored[f"before/{dim}_rmse"] == pytest.approx(lag_info[dim]["rmse_unpersonalized"], abs=1e-6)
+    # an inner loop other than the ridge refit has no lag to choose
+    sgd = DSAMLForDynamicEmotionRecognition.from_pretrained(folder).eval()
+    assert calibrate_share(sgd, store, tasks[:1])[1] == 0
+
+
+def test_a_checkpoint_saved_before_the_delay_existed_loads_without_one(trained_tiny, tmp_path):
+    model = DSAMLForDynamicEmotionRecognition.from_pretrained(trained_tiny)
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    assert DELAY in weights
+    del weights[DELAY]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    old = DSAMLForDynamicEmotionRecognition.from_pretrained(tmp_path)
+    assert old.predictor.delay.steps.tolist() == [0, 0]
