@@ -81,7 +81,10 @@ def test_card_names_the_ridge_inner_loop_and_its_learned_settings(tmp_path):
     learned = write_model_card(tmp_path / "learned", config=config, metrics={}, training_args={},
                                dataset="synthetic:small").read_text()
     assert ("meta-learned per dimension (arousal / valence): pull 2 / 0.5, share of the support song's level "
-            "0.25 / 0.25") in learned
+            "0.25 / 0.25") in learned and "with it, the listener's reaction lag" not in learned
+    lagged = write_model_card(tmp_path / "lagged", config=small_config(**ridge, adaptation_max_delay=4), metrics={},
+                              training_args={}, dataset="synthetic:small").read_text()
+    assert "level 1.0); with it, the listener's reaction lag (0 to 4 steps of 0.5 s, the one that fits" in lagged
 
 
 def test_synthetic_card_is_apache_and_metrics_table_handles_any_keys(tmp_path):

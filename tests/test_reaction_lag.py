@@ -3,7 +3,7 @@ and a saved personalization carry it, and its calibration on validation listener
 
 from __future__ import annotations
 
-import json
+import copy
 
 import numpy as np
 import pytest
@@ -70,7 +70,7 @@ def test_the_ridge_refit_finds_the_lag_of_a_delayed_listener(ridge_tiny, lag):
         assert float((predicted - batch["labels"]).abs().max()) < 1e-3
         if lag:
             assert ridge_adapt(model, batch, fast, strength=1e-6, max_delay=lag - 1)[DELAY].tolist() == [lag - 1] * 2
-        assert DELAY not in ridge_adapt(model, batch, fast)  # meta-training's refit: no lag
+        assert DELAY not in ridge_adapt(model, batch, fast)  # no lag allowed: none fitted
 
 
 def _readout(model, batch):
@@ -131,3 +131,49 @@ def test_a_checkpoint_saved_before_the_delay_existed_loads_without_one(trained_t
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     old = DSAMLForDynamicEmotionRecognition.from_pretrained(tmp_path)
     assert old.predictor.delay.steps.tolist() == [0, 0]
+
+
+def test_users_with_different_lags_switch_with_their_adapters(ridge_tiny, tmp_path):
+    """Each user's adapter carries their own lag: switching adapters (PEFT `set_adapter`) switches the lag, and
+    each user's curves are those of their full personalized model."""
+    from dsaml.adapters import add_user
+
+    folder, store, tasks = ridge_tiny
+    model = _model(folder, adaptation_max_delay=4)
+    query = store.songs(tasks[0].query)
+    window, hop = model.config.window_steps, model.config.hop_steps
+    expected = {}
+    for user, lag in (("ana", 3), ("ben", 0)):
+        result = personalize_song(model, store.songs(tasks[0].support), user=user, seed=tasks[0].seed, max_delay=lag)
+        assert result.info["delay_steps"] == [lag, lag] or lag == 0
+        expected[user] = (result.info["delay_steps"], predict_songs(result.model, query, window, hop))
+        save_lora(model, result, tmp_path)
+    assert expected["ana"][0] != expected["ben"][0]
+    peft_model = add_user(load_personalized(folder, tmp_path, "ana"), tmp_path, "ben")
+    for user in ("ben", "ana", "ben"):
+        peft_model.set_adapter(user)
+        for a, b in zip(expected[user][1], predict_songs(peft_model, query, window, hop)):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_adapters_made_before_the_lag_existed_still_match_their_base(trained_tiny):
+    """The base fingerprint leaves a zero lag out: the same weights without the delay buffer (a model saved
+    before it existed) fingerprint the same; a lag set in the weights does not."""
+    from dsaml.adapters import base_fingerprint
+
+    model = DSAMLForDynamicEmotionRecognition.from_pretrained(trained_tiny)
+    before = copy.deepcopy(model)
+    before.predictor.delay = torch.nn.Identity()  # no buffer: the state dict of a model from before the lag
+    assert DELAY not in before.state_dict() and DELAY in model.state_dict()
+    assert base_fingerprint(model) == base_fingerprint(before)
+    model.predictor.delay.steps.fill_(2)
+    assert base_fingerprint(model) != base_fingerprint(before)
+
+
+def test_no_lag_is_calibrated_where_the_do_no_harm_rule_is_on(ridge_tiny):
+    folder, store, tasks = ridge_tiny
+    model = _model(folder, adaptation_holdout=0.3)
+    share, lag, info = calibrate_share(model, store, tasks[:2])
+    assert lag == 0 and list(info["delays"]) == [0]
+    with pytest.raises(ValueError, match="cannot be combined"):
+        personalize_song(model, store.songs(tasks[0].support), max_delay=2)

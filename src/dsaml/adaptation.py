@@ -63,7 +63,7 @@ def adapt(
         second_order: keep the graph through the inner updates (MAML); first-order otherwise (FOMAML, Reptile,
             personalization), where each step's gradient is treated as a constant.
         max_delay: the ridge refit also chooses the listener's reaction lag up to this many steps
-            (`ridge_adapt`; personalization passes `config.adaptation_max_delay`, meta-training 0).
+            (`ridge_adapt`; personalization and meta-training pass `config.adaptation_max_delay`).
     """
     config = getattr(model, "config", None)
     steps = steps if steps is not None else config.adaptation_steps
@@ -148,7 +148,8 @@ def ridge_penalty(gram: torch.Tensor, strength: torch.Tensor | float) -> torch.T
 DELAY = "predictor.delay.steps"  # the listener's reaction lag (`config.adaptation_max_delay`), a buffer
 
 
-def ridge_adapt(model, support, fast, *, strength=None, level_share=None, max_delay: int = 0) -> dict[str, torch.Tensor]:
+def ridge_adapt(model, support, fast, *, strength=None, level_share=None,
+                max_delay: int = 0) -> dict[str, torch.Tensor]:
     """The output layer refitted in closed form on the support batch (the `"ridge"` inner loop).
 
     With the predictor's last hidden features X (centred over the support's labelled steps) and labels Y, for
@@ -165,10 +166,11 @@ def ridge_adapt(model, support, fast, *, strength=None, level_share=None, max_de
     to the encoder and to learned settings alike, whichever algorithm (`fomaml` or `maml`) drives it.
     `strength` / `level_share` (floats or `[2]`) replace the model's settings.
 
-    With `max_delay` > 0 (personalization, `config.adaptation_max_delay`) the listener's reaction lag is fitted
-    too: the refit is solved with X delayed by each lag of 0..max_delay steps within the windows (as
-    `predictor.delay` delays the output curve), and the lag whose refit leaves the smallest squared error on
-    the support song, both dimensions together, is kept in the fast weights' `predictor.delay.steps`."""
+    With `max_delay` > 0 (`config.adaptation_max_delay`) the listener's reaction lag is fitted too: the refit
+    is solved with X delayed by each lag of 0..max_delay steps within the windows (as `predictor.delay` delays
+    the output curve), and the lag whose refit leaves the smallest squared error on the support song, both
+    dimensions together, is kept in the fast weights' `predictor.delay.steps` (a choice, not differentiated:
+    the meta-gradient is the refit's at the chosen lag)."""
     if sorted(fast) != sorted(RIDGE_PARAMETERS):
         raise ValueError(f"the ridge inner loop adapts exactly {list(RIDGE_PARAMETERS)}; set adapted_parameters: "
                          f"[predictor.out] (got {sorted(fast)})")

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from dsaml.adaptation import DELAY
 from dsaml.files import make_readable
 from dsaml.storage import check_target, check_user, reading, write_folder
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
@@ -76,7 +77,8 @@ class UnknownUserError(KeyError):
 def base_fingerprint(model: nn.Module) -> str:
     """sha256 over the names, shapes and bytes of the (base) model's state dict: identifies the exact weights.
 
-    A PEFT-wrapped model is fingerprinted on its base weights (LoRA tensors excluded)."""
+    A PEFT-wrapped model is fingerprinted on its base weights (LoRA tensors excluded); a zero reaction lag is
+    left out, so adapters made before the lag existed still match their base."""
     from peft import PeftModel
 
     if isinstance(model, PeftModel):
@@ -86,6 +88,8 @@ def base_fingerprint(model: nn.Module) -> str:
         if "lora_" in name or ".modules_to_save." in name:  # the adapters' own tensors
             continue
         name = name.replace(".base_layer.", ".").replace(".original_module.", ".")
+        if name == DELAY and not bool(tensor.any()):
+            continue  # a base model's zero lag, which models saved before the lag existed lack: same base
         digest.update(name.encode())
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())

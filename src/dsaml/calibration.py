@@ -128,11 +128,14 @@ def calibrate_share(model, store, tasks, *, device=None, progress: bool = False,
                     gather: Callable[[list], list] | None = None,
                     delays: Sequence[int] | None = None) -> tuple[tuple[float, float], int, dict]:
     """(share, longest reaction lag, what each scored): `choose_share` on `share_errors` of `tasks` for each
-    longest lag of `delays` (default `DELAY_GRID` for a ridge inner loop, else none), the pair with the lowest
+    longest lag of `delays` (default: those of `DELAY_GRID` shorter than a window for a ridge inner loop without
+    the do-no-harm rule, else none), the pair with the lowest
     mean RMSE over both dimensions kept (ties: the shorter lag). `gather` collects every process's errors when
     each process scored its share of the tasks (e.g. `accelerate.utils.gather_object`)."""
-    if delays is None:
-        delays = DELAY_GRID if model.config.adaptation_method == "ridge" else (0,)
+    config = model.config
+    if delays is None:  # lags are fitted by the ridge refit, not with the do-no-harm rule, within a window
+        lags = config.adaptation_method == "ridge" and not config.adaptation_holdout
+        delays = [d for d in DELAY_GRID if d < config.window_steps] if lags else (0,)
     best = None
     scored = {}
     for max_delay in sorted(int(d) for d in delays):

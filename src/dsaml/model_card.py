@@ -128,12 +128,14 @@ def inner_loop_text(config, ridge: Mapping[str, Sequence[float]] | None = None) 
                 "mode")
     text = ("the output layer refitted in closed form by ridge regression on the support song, pulled toward the "
             "meta-learned layer")
+    lag = (f"; with it, the listener's reaction lag (0 to {config.adaptation_max_delay} steps of "
+           f"{config.step_seconds:g} s, the one that fits the song best)" if config.adaptation_max_delay else "")
     if ridge:
         (sa, sv), (aa, av) = ridge["strength"], ridge["level_share"]
         return (f"{text}; its settings were meta-learned per dimension (arousal / valence): pull {sa:.3g} / "
-                f"{sv:.3g}, share of the support song's level {aa:.2f} / {av:.2f}")
+                f"{sv:.3g}, share of the support song's level {aa:.2f} / {av:.2f}{lag}")
     return f"{text} (strength {config.adaptation_ridge}, share of the support song's level " \
-           f"{config.adaptation_level_share})"
+           f"{config.adaptation_level_share}){lag}"
 
 
 def render_model_card(*, config, metrics: Mapping[str, float], training_args: Mapping, dataset: str,

@@ -33,7 +33,8 @@ from dsaml.shrinkage import choose_shrinkage, shrink
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Personalization", "default_delay", "default_share", "personalize_audio", "personalize_song", "personalized_copy"]
+__all__ = ["Personalization", "default_delay", "default_share", "personalize_audio", "personalize_song",
+           "personalized_copy"]
 
 
 def personalized_copy(model, support: dict[str, torch.Tensor], *, steps: int | None = None,
@@ -41,9 +42,12 @@ def personalized_copy(model, support: dict[str, torch.Tensor], *, steps: int | N
     """A copy of `model` adapted to `support` with the meta-learned inner loop alone; `model` is left untouched.
 
     The inner loop runs in training mode, as in meta-training, with dropout seeded by `seed` (reproducible), and
-    the ridge refit chooses a reaction lag of up to `max_delay` steps (default `config.adaptation_max_delay`).
+    the ridge refit chooses a reaction lag of up to `max_delay` steps (default: `default_delay`).
     No do-no-harm rule and no calibrated share: `personalize_song` adds those (what `dsaml personalize` runs)."""
-    max_delay = model.config.adaptation_max_delay if max_delay is None else int(max_delay)
+    config = model.config
+    if max_delay is None:
+        max_delay = default_delay(config, config.adaptation_steps if steps is None else steps,
+                                  config.adaptation_lr if lr is None else lr)
     adapted = copy.deepcopy(model)
     adapted.train()
     with torch.random.fork_rng(devices=[]):

@@ -72,9 +72,9 @@ def fold_per_dimension(base: Mapping[str, torch.Tensor], fast: Mapping[str, torc
     W1'' = W1 + W2^+ diag(alpha) (M' - M), exact because W2 W2^+ = I for the 2-row output layer (full row
     rank); V's rows are blended directly. Without `predictor.dense` among the adapted tensors the output
     layer's rows are blended directly."""
-    a = torch.tensor(alpha, dtype=torch.float64)
     get = (lambda params, key: params.get(key, base.get(key)).double())
     w2, b2 = get(base, READ_OUT[2]), get(base, READ_OUT[3])
+    a = torch.tensor(alpha, dtype=torch.float64, device=w2.device)
     if READ_OUT[0] not in fast:  # only the output layer adapted: blend its rows
         out = {}
         for key in (READ_OUT[2], READ_OUT[3]):
@@ -160,5 +160,6 @@ def shrink(model, fast: Mapping[str, torch.Tensor], alpha: Shrinkage) -> dict[st
     else:
         out = blend(base, weights, alpha[0])
     if DELAY in fast:
-        out[DELAY] = torch.where(torch.tensor(alpha) > 0, fast[DELAY], torch.zeros_like(fast[DELAY]))
+        kept = torch.tensor(alpha, device=fast[DELAY].device) > 0
+        out[DELAY] = torch.where(kept, fast[DELAY], torch.zeros_like(fast[DELAY]))
     return out

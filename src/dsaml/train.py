@@ -386,7 +386,7 @@ def calibrate(run: Run, best, best_dir: Path) -> dict:
     mine = tasks[accelerator.process_index :: accelerator.num_processes]
     with accelerator.autocast():  # as the final report's `evaluate` scores them
         share, max_delay, info = calibrate_share(best, run.data.validation, mine, device=accelerator.device,
-                                      progress=run.progress, gather=gather)
+                                                 progress=run.progress, gather=gather)
     best.config.adaptation_share = list(share)
     best.config.adaptation_max_delay = int(max_delay)
     if accelerator.is_main_process:  # only the config changes: the weights stay as exported
