@@ -344,6 +344,27 @@ def test_cli_personalize_lora_and_full(tmp_path, base, extractor, songs, capsys)
     assert "too_short.csv" in capsys.readouterr().err
 
 
+def test_cli_personalize_reports_the_lag_it_stored(tmp_path, extractor, songs, capsys):
+    """With a lag-fitting ridge refit, a listener who hears the model's own curve rescaled and 1 s late gets that
+    lag: the adapter records it and `dsaml personalize` prints it."""
+    model = _model(adaptation_method="ridge", adapted_parameters=["predictor.out"], adaptation_max_delay=3,
+                   adaptation_ridge=1e-6)
+    model.save_pretrained(tmp_path / "model")
+    extractor.save_pretrained(tmp_path / "model")
+    audio, _ = songs["bob"]
+    with torch.no_grad():
+        curve = _predict(model, _features(extractor, audio))[0].numpy()
+    late = np.concatenate([np.repeat(curve[:1], 2, axis=0), curve[:-2]]) * 1.5 + 0.1
+    csv = tmp_path / "late.csv"
+    pd.DataFrame({"time": 0.5 * np.arange(len(late)), "arousal": late[:, 0], "valence": late[:, 1]}).to_csv(
+        csv, index=False)
+    assert main(["--model", str(tmp_path / "model"), "--audio", str(audio), "--annotations", str(csv), "--user",
+                 "bob", "--output", str(tmp_path / "adapters")]) == 0
+    info = json.loads((tmp_path / "adapters" / "bob" / ADAPTER_INFO).read_text())
+    assert info["max_delay"] == 3 and info["delay_steps"] == [2, 2]
+    assert "reaction lag (fitted on the song): arousal 1 s, valence 1 s" in capsys.readouterr().out
+
+
 def test_adapters_push_and_load_through_the_hub(hub_uploads, tmp_path, base, alice):
     from dsaml.adapters import push_adapters
 
