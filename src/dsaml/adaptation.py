@@ -34,6 +34,11 @@ def adaptable_parameters(model: nn.Module, patterns: Sequence[str] | None = None
     return selected
 
 
+def named_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer by name: what fast weights may name (the reaction lag is a buffer, `DELAY`)."""
+    return {**dict(model.named_parameters()), **dict(model.named_buffers())}
+
+
 def functional_loss(model: nn.Module, params: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """The model's loss on `batch` with `params` in place of (some of) its parameters."""
     output = functional_call(model, dict(params), args=(), kwargs={**batch, "return_dict": True}, strict=False)

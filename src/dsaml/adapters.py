@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from dsaml.adaptation import DELAY
+from dsaml.adaptation import DELAY, named_tensors
 from dsaml.files import make_readable
 from dsaml.storage import check_target, check_user, reading, write_folder
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
@@ -186,9 +186,8 @@ def lora_adapter(base: DSAMLForDynamicEmotionRecognition, result: Personalizatio
     if not targets:
         raise AdapterError("the inner loop adapted no nn.Linear layer; a LoRA adapter cannot store this "
                            "personalization (use --mode full)")
-    whole = _changed_modules(base, result.model, full_modules)
-    if _changed_modules(base, result.model, ["predictor.delay"]) and "predictor.delay" not in whole:
-        whole.append("predictor.delay")  # the reaction lag travels with every adapter that has one
+    # the reaction lag (`predictor.delay`) travels with every adapter that has one, whatever `full_modules` says
+    whole = _changed_modules(base, result.model, [*full_modules, "predictor.delay"])
     lora_config = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=targets, lora_bias=True,
                              init_lora_weights=True, bias="none", modules_to_save=whole or None)
     lora_config.base_model_name_or_path = base_name_or_path or getattr(base, "name_or_path", None) or None
@@ -201,7 +200,7 @@ def lora_adapter(base: DSAMLForDynamicEmotionRecognition, result: Personalizatio
     loaded = set_peft_model_state_dict(peft_model, tensors, adapter_name=result.user)
     if loaded.unexpected_keys:  # a peft upgrade that names its tensors differently must fail loudly
         raise AdapterError(f"peft did not take the adapter tensors {loaded.unexpected_keys[:5]}")
-    base_params = {**dict(base.named_parameters()), **dict(base.named_buffers())}
+    base_params = named_tensors(base)
     stored = {f"{t}.weight" for t in targets} | {f"{t}.bias" for t in targets}
     not_stored = sorted(n for n in fast
                         if n not in stored and not any(n.startswith(w + ".") for w in whole)

@@ -56,10 +56,11 @@ def blended_rmse(base: Sequence[np.ndarray], adapted: Sequence[np.ndarray], labe
 
 
 def share_errors(model, store, tasks, *, device: torch.device | str | None = None, progress: bool = False,
-                 max_delay: int | None = None) -> list[ShareErrors]:
-    """For each task: its annotator and the query RMSE of every share of `SHARE_GRID` (module docstring). The
-    inner loop runs as `dsaml evaluate` runs it (the task's seed), with the model's own share ignored and
-    reaction lags of up to `max_delay` steps (default: the model's)."""
+                 delays: Sequence[int | None] = (None,)) -> dict[int | None, list[ShareErrors]]:
+    """For each longest reaction lag of `delays` (None: the model's own), for each task: its annotator and the
+    query RMSE of every share of `SHARE_GRID` (module docstring). The inner loop runs as `dsaml evaluate` runs it
+    (the task's seed), with the model's own share ignored; a task's unpersonalized curves are predicted once for
+    every lag."""
     from tqdm.auto import tqdm
 
     from dsaml.personalize import personalize_song
@@ -67,31 +68,31 @@ def share_errors(model, store, tasks, *, device: torch.device | str | None = Non
     config = model.config
     window, hop = config.window_steps, config.hop_steps
     was_training = model.training
-    out = []
-    lag = f" (reaction lag up to {max_delay} steps)" if max_delay else ""
-    for task in tqdm(tasks, desc="calibrating the adaptation share" + lag, disable=not progress, leave=False):
+    out: dict[int | None, list[ShareErrors]] = {max_delay: [] for max_delay in delays}
+    for task in tqdm(tasks, desc="calibrating the adaptation share", disable=not progress, leave=False):
         query = [song_on(s, device) for s in store.songs(task.query)]
         support = [song_on(s, device) for s in store.songs(task.support)]
         labels = [s.labels.numpy() for s in query]
         base = predict_songs(model, query, window, hop)
-        with torch.enable_grad():
-            result = personalize_song(model, support, user=task.annotator, seed=task.seed, share=(1.0, 1.0),
-                                      max_delay=max_delay)
-        linear = reads_out_linearly(model, result.fast_weights)
-        delay = result.fast_weights.get(DELAY)
-        if linear and delay is not None and bool(delay.any()):
-            # shares above 0 blend the delayed curves; 0 is the undelayed base
-            delayed = predictions_with(model, {DELAY: delay}, query)
-            errors = blended_rmse(delayed, predict_songs(result.model, query, window, hop), labels)
-            errors[0] = blended_rmse(base, base, labels, shares=(0.0,))[0]
-        elif linear:
-            errors = blended_rmse(base, predict_songs(result.model, query, window, hop), labels)
-        else:  # one share for every weight: predict with each blend, as `personalize_song` would shrink
-            errors = np.concatenate([
-                blended_rmse(base, predictions_with(model, shrink(model, result.fast_weights, (a, a)), query),
-                             labels, shares=(1.0,)) for a in SHARE_GRID])
-        out.append((task.annotator, errors, linear))
-        del result
+        for max_delay in delays:
+            with torch.enable_grad():
+                result = personalize_song(model, support, user=task.annotator, seed=task.seed, share=(1.0, 1.0),
+                                          max_delay=max_delay)
+            linear = reads_out_linearly(model, result.fast_weights)
+            delay = result.fast_weights.get(DELAY)
+            if linear:
+                delayed = delay is not None and bool(delay.any())
+                # shares above 0 blend the delayed curves; 0 is the undelayed base
+                start = predictions_with(model, {DELAY: delay}, query) if delayed else base
+                errors = blended_rmse(start, predict_songs(result.model, query, window, hop), labels)
+                if delayed:
+                    errors[0] = blended_rmse(base, base, labels, shares=(0.0,))[0]
+            else:  # one share for every weight: predict with each blend, as `personalize_song` would shrink
+                errors = np.concatenate([
+                    blended_rmse(base, predictions_with(model, shrink(model, result.fast_weights, (a, a)), query),
+                                 labels, shares=(1.0,)) for a in SHARE_GRID])
+            out[max_delay].append((task.annotator, errors, linear))
+            del result
     model.train(was_training)
     return out
 
@@ -138,8 +139,9 @@ def calibrate_share(model, store, tasks, *, device=None, progress: bool = False,
         delays = [d for d in DELAY_GRID if d < config.window_steps] if lags else (0,)
     best = None
     scored = {}
-    for max_delay in sorted(int(d) for d in delays):
-        errors = share_errors(model, store, tasks, device=device, progress=progress, max_delay=max_delay)
+    by_delay = share_errors(model, store, tasks, device=device, progress=progress,
+                            delays=sorted(int(d) for d in delays))
+    for max_delay, errors in by_delay.items():
         if gather is not None:
             errors = gather(errors)
         share, info = choose_share(errors)

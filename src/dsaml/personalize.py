@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dsaml.adaptation import DELAY, adapt, adaptable_parameters, functional_loss
+from dsaml.adaptation import DELAY, adapt, adaptable_parameters, functional_loss, named_tensors
 from dsaml.alignment import AlignedSong
 from dsaml.annotations import align_annotations, read_annotations
 from dsaml.audio import AudioError, load_audio
@@ -54,7 +54,7 @@ def personalized_copy(model, support: dict[str, torch.Tensor], *, steps: int | N
         torch.manual_seed(seed)
         fast = adapt(adapted, support, steps=steps, lr=lr, max_delay=max_delay)
     with torch.no_grad():
-        tensors = {**dict(adapted.named_parameters()), **dict(adapted.named_buffers())}
+        tensors = named_tensors(adapted)
         for name, value in fast.items():
             tensors[name].copy_(value)
     return adapted.eval()
@@ -143,7 +143,7 @@ def personalize_song(
         with torch.enable_grad():
             adapted_copy = personalized_copy(model, support_batch(parts, config.window_steps), steps=steps, lr=lr,
                                              seed=seed, max_delay=max_delay)
-        named = {**dict(adapted_copy.named_parameters()), **dict(adapted_copy.named_buffers())}
+        named = named_tensors(adapted_copy)
         return adapted_copy, {n: named[n].detach().clone() for n in (*params, *([DELAY] if max_delay else []))}
 
     adapted, fast = adapt_on(songs)
@@ -155,7 +155,7 @@ def personalize_song(
     if alpha != (1.0, 1.0):
         fast = shrink(model, fast, alpha)
         with torch.no_grad():
-            named = {**dict(adapted.named_parameters()), **dict(adapted.named_buffers())}
+            named = named_tensors(adapted)
             for name, value in fast.items():
                 named[name].copy_(value)
     after = _support_loss(model, batch, fast)

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from dsaml.adaptation import DELAY
+from dsaml.adaptation import DELAY, named_tensors
 from dsaml.alignment import AlignedSong
 from dsaml.evaluation import predict_songs
 
@@ -102,7 +102,7 @@ def fold_per_dimension(base: Mapping[str, torch.Tensor], fast: Mapping[str, torc
 def predictions_with(model, params: Mapping[str, torch.Tensor], songs: Sequence[AlignedSong]) -> list[np.ndarray]:
     """Whole-song predictions (sliding windows, as evaluation predicts) with `params` in place."""
     config = model.config
-    named = {**dict(model.named_parameters()), **dict(model.named_buffers())}  # buffers: the output delay
+    named = named_tensors(model)
     saved = {n: named[n].detach().clone() for n in params}
     was_training = model.training
     try:
