@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from .schema import PARTITIONS, Record, annotator_split_names
+from .schema import CONFIG_NAMES, PARTITIONS, Record, annotator_split_names
 from .writer import DatasetFolderWriter
 
-CONFIG_NAMES = ("dmer", "pdmer", "pdmer_flat")
 
 
 def by_partition(records: list[Record]) -> dict[str, list[Record]]:

@@ -17,6 +17,7 @@ import pyarrow as pa
 
 AVERAGE_ANNOTATOR = "average"  # the `annotator` of rows holding a song's averaged (consensus) annotation
 PARTITIONS = ("train", "validation", "test")
+CONFIG_NAMES = ("dmer", "pdmer", "pdmer_flat")  # the configs a dsaml dataset folder may offer (`configs.py`)
 FRAME_RATE = 2.0  # Hz: one label every 0.5 s (DEAM, PMEmo, synthetic)
 
 COLUMNS = (

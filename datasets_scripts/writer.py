@@ -9,7 +9,9 @@
 `datasets.load_dataset(<output>, <config>)` reads it locally (no loading script: datasets 5 refuses them), and
 `HfApi().upload_folder(repo_type="dataset")` publishes it as is, audio included. Every file is written to a
 temporary name and moved into place with `os.replace`, so an interrupted build never leaves a truncated file
-under a final name.
+under a final name. Nothing is written or deleted through a symbolic link inside the folder: a linked `audio/`
+or config folder would carry the build's writes and its clean-up of stale files out of the folder the user named,
+so it is refused before anything is touched.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dsaml.files import atomic_path, atomic_write_text
 
 from .card import CardInfo, render_card
 from .report import DatasetBuildError, DropReport, logger
-from .schema import Record, audio_file_stem, records_to_table
+from .schema import CONFIG_NAMES, Record, audio_file_stem, records_to_table
 from .splits import id_order
 
 AUDIO_DIR = "audio"
@@ -37,9 +39,10 @@ _OWNED = ("README.md", REPORT_FILE)  # files a previous dsaml build wrote (remov
 
 def is_dsaml_folder(folder: Path) -> bool:
     try:
-        return json.loads((folder / REPORT_FILE).read_text(encoding="utf-8")).get("generator") == "dsaml"
+        report = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
+    return isinstance(report, dict) and report.get("generator") == "dsaml"
 
 
 class DatasetFolderWriter:
@@ -62,6 +65,11 @@ class DatasetFolderWriter:
     def _prepare(self, overwrite: bool) -> None:
         if self.output.exists() and not self.output.is_dir():
             raise DatasetBuildError(f"output {self.output} exists and is not a folder")
+        previous = {}
+        if (self.output / REPORT_FILE).is_file() and is_dsaml_folder(self.output):
+            previous = json.loads((self.output / REPORT_FILE).read_text(encoding="utf-8"))
+        configs = previous.get("configs") if isinstance(previous.get("configs"), dict) else {}
+        self._refuse_links([AUDIO_DIR, *CONFIG_NAMES, *(c for c in configs if isinstance(c, str))])
         if self.output.is_dir() and any(self.output.iterdir()):
             if not overwrite:
                 raise DatasetBuildError(
@@ -73,14 +81,24 @@ class DatasetFolderWriter:
                     f"(no {REPORT_FILE}); refusing to overwrite it"
                 )
             # Configs and card of the previous build go; audio/ stays so unchanged files are not copied again.
-            previous = json.loads((self.output / REPORT_FILE).read_text(encoding="utf-8"))
-            for config in previous.get("configs", {}):
+            for config in configs:
                 folder = self._own_subfolder(config)
                 if folder is not None:
                     shutil.rmtree(folder, ignore_errors=True)
             for name in _OWNED:
                 (self.output / name).unlink(missing_ok=True)
         self.output.mkdir(parents=True, exist_ok=True)
+
+    def _refuse_links(self, names) -> None:
+        """A `DatasetBuildError` naming the first of the folder's entries `names` that is a symbolic link."""
+        for name in names:
+            if not name or "/" in name or "\\" in name or name in {".", ".."}:
+                continue  # not an entry of the folder (a tampered report); `_own_subfolder` ignores it too
+            path = self.output / name
+            if path.is_symlink():
+                raise DatasetBuildError(
+                    f"{path} is a symbolic link (to {os.readlink(path)}): dsaml writes and deletes only inside the "
+                    "dataset folder, never through a link; remove the link or choose another output folder")
 
     def _own_subfolder(self, config: str) -> Path | None:
         """The config's folder when it is a direct subfolder of the output; the report is only a file in the
@@ -104,6 +122,7 @@ class DatasetFolderWriter:
             if self.audio_mode == "reference":
                 self.audio_paths[song_id] = source.as_posix()
                 continue
+            self._refuse_links([AUDIO_DIR])
             relative = f"{AUDIO_DIR}/{audio_file_stem(song_id)}{source.suffix.lower()}"
             target = self.output / relative
             if not (target.is_file() and target.stat().st_size == source.stat().st_size):
@@ -115,6 +134,7 @@ class DatasetFolderWriter:
         """Write generated audio as 16-bit FLAC (lossless, about half the size of WAV, decoded by soundfile)."""
         import soundfile as sf
 
+        self._refuse_links([AUDIO_DIR])
         relative = f"{AUDIO_DIR}/{audio_file_stem(song_id)}.flac"
         with atomic_path(self.output / relative) as tmp:
             sf.write(tmp, np.asarray(waveform, dtype=np.float32), int(sample_rate), format="FLAC", subtype="PCM_16")
@@ -125,6 +145,7 @@ class DatasetFolderWriter:
         self, name: str, splits: dict[str, list[Record]], *, with_features: bool = False, default: bool = False
     ) -> dict[str, int]:
         """One Parquet file per non-empty split, rows sorted by (annotator, song id) for stable output."""
+        self._refuse_links([name])
         counts: dict[str, int] = {}
         files: dict[str, str] = {}
         for split, records in splits.items():
@@ -154,10 +175,11 @@ class DatasetFolderWriter:
     def finish(self, card: CardInfo, report: DropReport, summary: dict) -> Path:
         """Write README.md and build_report.json, remove audio no row uses, log the drop summary."""
         if self.audio_mode == "copy":
+            self._refuse_links([AUDIO_DIR])
             used = {Path(p).name for p in self.audio_paths.values()}
             audio_dir = self.output / AUDIO_DIR
             for stale in (audio_dir.iterdir() if audio_dir.is_dir() else []):
-                if stale.name not in used:
+                if stale.name not in used and stale.is_file() and not stale.is_symlink():
                     stale.unlink()
         body = {
             "generator": "dsaml",

@@ -368,7 +368,7 @@ def test_demo_page_in_a_headless_browser(demo_model, tmp_path):
             _clear_status(page, "#personalize-status")
             page.click("#personalize")
             kind, text = _status(page, "#personalize-status")
-            assert kind == "error" and text.startswith("empty.csv: cannot read the annotation"), text
+            assert kind == "error" and text.startswith("empty.csv: the annotation file is empty"), text
             page.fill("#user-name textarea, #user-name input", "bad name!")
             _clear_status(page, "#personalize-status")
             page.click("#personalize")

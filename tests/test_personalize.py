@@ -292,7 +292,7 @@ def test_annotation_errors_name_the_file(tmp_path, base, extractor):
     # irregular time grid
     bad = tmp_path / "irregular.csv"
     pd.DataFrame({"time": [0.0, 0.5, 1.5], "arousal": [0.1] * 3, "valence": [0.1] * 3}).to_csv(bad, index=False)
-    with pytest.raises(AnnotationError, match=r"irregular\.csv.*regular 0\.5 s grid.*row 2"):
+    with pytest.raises(AnnotationError, match=r"irregular\.csv.*regular 0\.5 s grid.*row 3 has time 1\.5 s"):
         read_annotations(bad)
     missing = tmp_path / "nocols.csv"
     pd.DataFrame({"time": [0.0], "arousal": [0.1]}).to_csv(missing, index=False)

@@ -98,11 +98,14 @@ def personalize_and_save(model, extractor, audio: str | os.PathLike, annotations
 def main(argv: list[str] | None = None) -> int:
     from dsaml.adapters import load_extractor, load_model
 
+    from dsaml.annotations import read_annotations
+
     args = build_parser().parse_args(argv)
     options = dict(mode=args.mode, overwrite=args.overwrite, rank=args.rank, steps=args.steps, lr=args.lr,
                    value_range=tuple(args.value_range))
     # everything that can be refused is refused before the model is loaded and the adaptation runs
     check_request(args.user, args.output, **options)
+    read_annotations(args.annotations)  # the file's size, format and columns; its grid again with the model's step
     model = load_model(args.model)
     extractor = load_extractor(args.model, model.config)
     result, out = personalize_and_save(model, extractor, args.audio, args.annotations, user=args.user,
