@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 import common
+import numpy as np
 
 SCORES = ("ccc", "pearson", "rmse")
 
@@ -55,7 +54,7 @@ def main() -> None:
         args.max_query_songs = 2
     model, results = evaluate(args)
     figures = summarize_figures(args, model, results)
-    from dsaml.evaluation import format_summary
+    from dsaml.evaluation.summary import format_summary
 
     print(format_summary(figures["summary"], title=args.partition))
     common.write_result(result_name(args), figures, args=args, path=args.output)
@@ -72,12 +71,12 @@ def evaluate(args):
     """The model and its per-annotator results through `dsaml.evaluation` (the protocol `dsaml evaluate` runs)."""
     import datasets
 
-    from dsaml.data import annotator_songs, dataset_metadata, dataset_root, load_pdmer
-    from dsaml.evaluation import evaluate_tasks, inner_loop
+    from dsaml.data.datasets import annotator_songs, dataset_metadata, dataset_root, load_pdmer
+    from dsaml.data.song_store import SongStore
+    from dsaml.data.tasks import evaluation_tasks
+    from dsaml.evaluation.protocol import evaluate_tasks, inner_loop
+    from dsaml.evaluation.references import references_for
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
-    from dsaml.references import references_for
-    from dsaml.song_store import SongStore
-    from dsaml.tasks import evaluation_tasks
 
     datasets.disable_progress_bars()
     if args.untrained:
@@ -97,7 +96,7 @@ def evaluate(args):
 
 def summarize_figures(args, model, results) -> dict:
     """Mean, spread and range of every score before / after, and the per-annotator rows."""
-    from dsaml.evaluation import summarize
+    from dsaml.evaluation.summary import summarize
 
     records = [r.flat() for r in results]
     per_task = [

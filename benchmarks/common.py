@@ -166,7 +166,7 @@ def write_result(name: str, figures: dict, *, args: argparse.Namespace | None = 
         "machine": machine_info(getattr(args, "threads", None)),
         "figures": figures,
     }
-    from dsaml.files import atomic_write_text
+    from dsaml.utils.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(body, indent=2, default=float) + "\n")
     print(f"wrote {path}")

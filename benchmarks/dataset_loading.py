@@ -31,7 +31,7 @@ def main() -> None:
     common.setup(args.threads)
     import datasets
 
-    from dsaml.data import annotator_split_name, dataset_root
+    from dsaml.data.datasets import annotator_split_name, dataset_root
 
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()

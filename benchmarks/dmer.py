@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import numpy as np
-
 import common
+import numpy as np
 
 DIMENSIONS = ("arousal", "valence")
 RESAMPLES = 2000
@@ -49,10 +48,10 @@ def pooled_pearson(pieces: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
 def dmer_figures(args, model, root) -> dict:
     """The model as is and the training mean on the partition's songs (`args.partition`), against their
     averaged labels; intervals from `args.resamples` bootstrap draws over songs."""
-    from dsaml.data import dataset_metadata, load_dmer
-    from dsaml.evaluation import predict_songs
-    from dsaml.scores import curve_scores
-    from dsaml.song_store import SongStore
+    from dsaml.data.datasets import dataset_metadata, load_dmer
+    from dsaml.data.song_store import SongStore
+    from dsaml.evaluation.scores import curve_scores
+    from dsaml.inference.songs import predict_songs
 
     splits = load_dmer(root)
     train = splits["train"]
@@ -104,7 +103,7 @@ def main() -> None:
     common.setup(args.threads)
     import datasets
 
-    from dsaml.data import dataset_root
+    from dsaml.data.datasets import dataset_root
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
 
     datasets.disable_progress_bars()

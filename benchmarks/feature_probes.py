@@ -30,12 +30,12 @@ def probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, ridge: float = 0.01) 
 
 
 def main() -> None:
-    from dsaml.adaptation import readout_inputs
-    from dsaml.adapters import load_extractor, load_model
-    from dsaml.data import dataset_metadata, dataset_root, load_pdmer
-    from dsaml.datasets_scripts.synthetic import SyntheticSpec, frame_features, song_plans
+    from dsaml.adaptation.ridge import readout_inputs
+    from dsaml.data.datasets import dataset_metadata, dataset_root, load_pdmer
+    from dsaml.data.song_store import resolve_audio
+    from dsaml.datasets_scripts.synthetic.synthetic import SyntheticSpec, frame_features, song_plans
+    from dsaml.inference.loading import load_extractor, load_model
     from dsaml.modeling import DSAMLFeatureExtractor
-    from dsaml.song_store import resolve_audio
 
     parser = common.parser(__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)

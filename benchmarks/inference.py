@@ -59,9 +59,9 @@ def stream_cases(size: str, files: dict[str, Path], seconds: dict[str, float], r
     import torch
 
     from dsaml import DSAMLFeatureExtractor
-    from dsaml.audio import load_audio
-    from dsaml.batch_size import BatchSizeTuner
-    from dsaml.predict import predict_file, predict_files
+    from dsaml.audio.reader import load_audio
+    from dsaml.inference.batch_size import BatchSizeTuner
+    from dsaml.inference.files import predict_file, predict_files
 
     model = common.build_model(size).eval()
     extractor = DSAMLFeatureExtractor.from_model_config(model.config)

@@ -27,7 +27,7 @@ import common
 
 
 def make_tasks(config, *, tasks: int, query: int, window: int, seed: int = 0):
-    from dsaml.batches import TaskBatch
+    from dsaml.data.batches import TaskBatch
 
     return [
         TaskBatch(common.random_batch(1, window, config, seed=seed + 2 * i),
@@ -37,8 +37,9 @@ def make_tasks(config, *, tasks: int, query: int, window: int, seed: int = 0):
 
 
 def outer_step_fn(model, tasks, algorithm, steps, lr, optimizer, reference=False, adapted=None):
-    from dsaml.meta import apply_meta_gradient, meta_gradient
     from reference_meta_step import reference_meta_gradient
+
+    from dsaml.training.meta import apply_meta_gradient, meta_gradient
 
     def run():
         if reference:
@@ -54,8 +55,9 @@ def outer_step_fn(model, tasks, algorithm, steps, lr, optimizer, reference=False
 
 def max_grad_diff(model, tasks, steps, lr, adapted=None) -> dict:
     """Ours (fomaml) vs the reference on the same tasks and weights: max |diff| and max |grad|."""
-    from dsaml.meta import meta_gradient
     from reference_meta_step import reference_meta_gradient
+
+    from dsaml.training.meta import meta_gradient
 
     was_training = model.training
     model.train(not adapted)  # predictor-only: compare without dropout (see the module docstring)

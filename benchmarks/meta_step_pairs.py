@@ -24,8 +24,9 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=None)
     args = p.parse_args()
     common.setup(args.threads)
-    from dsaml.meta import meta_gradient
     from reference_meta_step import reference_meta_gradient
+
+    from dsaml.training.meta import meta_gradient
 
     pairs = args.pairs or (4 if args.quick else 12)
     window, query, steps = (20, 1, 2) if args.quick else (60, 2, 4)

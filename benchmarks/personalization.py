@@ -21,9 +21,8 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
-
 import common
+import numpy as np
 from inference import waveform
 
 
@@ -31,9 +30,9 @@ def bench(size: str, seconds: float, repeats: int) -> dict:
     import torch
 
     from dsaml import DSAMLFeatureExtractor
-    from dsaml.alignment import align, song_patches
-    from dsaml.batches import support_batch
-    from dsaml.personalize import personalized_copy
+    from dsaml.data.alignment import align, song_patches
+    from dsaml.data.batches import support_batch
+    from dsaml.personalization.personalize import personalized_copy
 
     model = common.build_model(size).eval()
     config = model.config

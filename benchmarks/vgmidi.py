@@ -26,9 +26,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import numpy as np
-
 import common
+import numpy as np
 from dmer import DIMENSIONS, RESAMPLES, bootstrap_ci, dmer_figures, format_dmer, interval, pooled_pearson  # noqa: F401  (tests use them here)
 
 SCORES = ("rmse", "pearson", "ccc")
@@ -40,7 +39,7 @@ def both_ways_tasks(groups: dict[str, list[int]], seed: int) -> list:
     """Per listener, one task per piece as the support, the listener's other piece(s) as the query."""
     import zlib
 
-    from dsaml.tasks import Task
+    from dsaml.data.tasks import Task
 
     tasks = []
     for name in sorted(groups):
@@ -94,11 +93,12 @@ def personalization_effect(records: Sequence[dict], resamples: int, seed: int) -
 
 def personalization_figures(args, model, root) -> dict:
     """Every listener of the partition, both ways, through `dsaml.evaluation`; means, intervals, by level."""
-    from dsaml.data import annotator_songs, dataset_metadata, load_pdmer
-    from dsaml.evaluation import evaluate_tasks, inner_loop, summarize
-    from dsaml.personalize import default_delay, default_share
-    from dsaml.references import references_for
-    from dsaml.song_store import SongStore
+    from dsaml.data.datasets import annotator_songs, dataset_metadata, load_pdmer
+    from dsaml.data.song_store import SongStore
+    from dsaml.evaluation.protocol import evaluate_tasks, inner_loop
+    from dsaml.evaluation.references import references_for
+    from dsaml.evaluation.summary import summarize
+    from dsaml.personalization.personalize import default_delay, default_share
 
     rows = load_pdmer(root, "pdmer_flat", split=args.partition)
     store = SongStore(rows, root, model.config, dataset_metadata(root).get("value_range", (-1.0, 1.0)))
@@ -141,7 +141,7 @@ def learned_ridge(model) -> dict:
     """The meta-learned ridge settings per dimension (`learn_adaptation_ridge`), or nothing."""
     import torch
 
-    from dsaml.adaptation import ridge_settings
+    from dsaml.adaptation.ridge import ridge_settings
 
     if getattr(model.predictor, "ridge", None) is None:
         return {}
@@ -161,7 +161,7 @@ def report(figures: dict) -> str:
     """The console tables."""
     from make_table import vgmidi_inner_loop
 
-    from dsaml.evaluation import format_summary
+    from dsaml.evaluation.summary import format_summary
 
     pdmer = figures["personalization"]
     lines = [format_dmer(figures["dmer"], figures["partition"])]
@@ -198,7 +198,7 @@ def main() -> None:
         args.resamples = min(args.resamples, 200)
     import datasets
 
-    from dsaml.data import dataset_root
+    from dsaml.data.datasets import dataset_root
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
 
     datasets.disable_progress_bars()

@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-
 import common
+import numpy as np
 
 
 def listener_songs(model, dataset: str, partition: str):
     """{annotator: [AlignedSong]} of every listener of `partition` (all their songs)."""
     import datasets
 
-    from dsaml.data import annotator_songs, dataset_metadata, dataset_root, load_pdmer
-    from dsaml.song_store import SongStore
+    from dsaml.data.datasets import annotator_songs, dataset_metadata, dataset_root, load_pdmer
+    from dsaml.data.song_store import SongStore
 
     datasets.disable_progress_bars()
     root = dataset_root(dataset)
@@ -44,9 +43,9 @@ def listener_songs(model, dataset: str, partition: str):
 def score_hop(model, by_listener, window: int, hop: int) -> dict:
     """Mean over listeners of their songs' scores at `hop`; each distinct song (same audio, same steps) is
     predicted once and timed."""
-    from dsaml.evaluation import predict_songs
+    from dsaml.evaluation.scores import score_songs
+    from dsaml.inference.songs import predict_songs
     from dsaml.modeling.modeling_dsaml import window_starts
-    from dsaml.scores import score_songs
 
     cache, seconds, windows, steps = {}, 0.0, 0, 0
     per_listener = []

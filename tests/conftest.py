@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from sizes import SMALL
 
 from dsaml import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
-from sizes import SMALL
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -48,7 +48,7 @@ def dsaml_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_tiny(dsaml_cache) -> Path:
     """The `tiny` synthetic set through the public entry point (built once per session)."""
-    from dsaml.data import dataset_root
+    from dsaml.data.datasets import dataset_root
 
     return dataset_root("synthetic:tiny")
 
@@ -58,11 +58,11 @@ def trained_tiny(synthetic_tiny, tmp_path_factory) -> Path:
     """A small model plainly fitted on the tiny set's train listeners, saved with its feature extractor: the one
     trained model the evaluation, personalization and prediction round trips share (meta-training itself is
     tested in test_train.py and test_meta.py)."""
-    from dsaml.batches import task_batch
-    from dsaml.data import annotator_songs, load_pdmer
-    from dsaml.meta import apply_meta_gradient, meta_gradient
-    from dsaml.song_store import SongStore
-    from dsaml.tasks import TaskSampler
+    from dsaml.data.batches import task_batch
+    from dsaml.data.datasets import annotator_songs, load_pdmer
+    from dsaml.data.song_store import SongStore
+    from dsaml.data.tasks import TaskSampler
+    from dsaml.training.meta import apply_meta_gradient, meta_gradient
 
     torch.manual_seed(0)
     config = small_config(window_steps=20, inference_hop_steps=10, adaptation_steps=4, adaptation_lr=0.05)

@@ -11,7 +11,6 @@ Downloads go to a per-test cache (``HF_HOME`` / ``HF_HUB_CACHE`` / ``HF_DATASETS
 from __future__ import annotations
 
 import pytest
-
 from hub_server import FakeHub
 
 TEST_TOKEN = "hf_dummy_test_token"

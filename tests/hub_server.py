@@ -25,7 +25,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 
-
 def git_blob_oid(content: bytes) -> str:
     """The git SHA-1 of a blob: what the Hub reports as a regular file's oid (and huggingface_hub computes locally)."""
     return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()

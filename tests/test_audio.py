@@ -7,10 +7,10 @@ import io
 import numpy as np
 import pytest
 import soundfile as sf
-
 import torch
 
-from dsaml.audio import SILENCE_PEAK, AudioError, AudioReader, audio_duration, load_audio
+from dsaml.audio.reader import SILENCE_PEAK, AudioReader, audio_duration, load_audio
+from dsaml.errors import AudioError
 
 
 def _tone(seconds=1.0, rate=16000, channels=1, freq=440.0):

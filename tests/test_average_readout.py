@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from dsaml.average_readout import fit_average_readout, readout_rmse, readout_statistics, solve_average_readout
+from dsaml.training.average_readout import (
+    fit_average_readout,
+    readout_rmse,
+    readout_statistics,
+    solve_average_readout,
+)
 
 
 def sums(x: np.ndarray, y: np.ndarray) -> dict[str, torch.Tensor]:
@@ -49,10 +54,10 @@ def test_the_fit_on_training_rows_is_their_least_squares_layer(trained_tiny, syn
     """On the tiny set's training rows: the statistics encode each song once but count every listener's labels,
     the refit layer equals numpy's fit on every row's read-out (computed row by row here), its RMSE on those rows
     drops, and the rest of the model is untouched."""
-    from dsaml.batches import support_batch
-    from dsaml.data import load_pdmer
+    from dsaml.data.batches import support_batch
+    from dsaml.data.datasets import load_pdmer
+    from dsaml.data.song_store import SongStore
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
-    from dsaml.song_store import SongStore
 
     model = DSAMLForDynamicEmotionRecognition.from_pretrained(trained_tiny).eval()
     rows = load_pdmer(synthetic_tiny, "pdmer_flat", split="train")
@@ -98,7 +103,7 @@ def test_the_fit_on_training_rows_is_their_least_squares_layer(trained_tiny, syn
 def test_a_read_out_without_a_unique_fit_is_a_clear_error(trained_tiny, monkeypatch):
     """A read-out feature that never varies leaves ridge 0 without a unique solution: a one-line error naming the
     setting, and the model keeps its layer."""
-    import dsaml.average_readout as average_readout
+    import dsaml.training.average_readout as average_readout
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
 
     model = DSAMLForDynamicEmotionRecognition.from_pretrained(trained_tiny)
@@ -115,7 +120,7 @@ def test_a_read_out_without_a_unique_fit_is_a_clear_error(trained_tiny, monkeypa
 
 
 def test_training_arguments_reject_a_ridge_of_zero():
-    from dsaml.training_args import TrainingArguments
+    from dsaml.training.arguments import TrainingArguments
 
     with pytest.raises(ValueError, match="average_readout_ridge must be a finite number > 0, got 0.0"):
         TrainingArguments(average_readout_ridge=0.0)

@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from dsaml.calibration import SHARE_GRID, blended_rmse, calibrate_share, choose_share, share_errors
-from dsaml.data import annotator_songs, load_pdmer
-from dsaml.evaluation import evaluate_tasks, inner_loop, summarize
+from dsaml.data.datasets import annotator_songs, load_pdmer
+from dsaml.data.song_store import SongStore
+from dsaml.data.tasks import evaluation_tasks
+from dsaml.evaluation.protocol import evaluate_tasks, inner_loop
+from dsaml.evaluation.scores import score_songs
+from dsaml.evaluation.summary import summarize
 from dsaml.modeling import DSAMLForDynamicEmotionRecognition
-from dsaml.personalize import personalize_song
-from dsaml.scores import score_songs
-from dsaml.song_store import SongStore
-from dsaml.tasks import evaluation_tasks
+from dsaml.personalization.personalize import personalize_song
+from dsaml.training.calibration import SHARE_GRID, blended_rmse, calibrate_share, choose_share, share_errors
 
 GRID = np.asarray(SHARE_GRID)
 READ_OUT = ["predictor.dense", "predictor.out"]

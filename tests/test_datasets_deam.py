@@ -23,10 +23,10 @@ from fixtures_data import (  # noqa: F401  (pytest fixtures)
     wide_csv,
 )
 
-from dsaml.audio import load_audio
-from dsaml.data import dataset_metadata, load_dmer, load_pdmer, resolve_audio
+from dsaml.audio.reader import load_audio
+from dsaml.data.datasets import dataset_metadata, load_dmer, load_pdmer, resolve_audio
 from dsaml.datasets_scripts import DatasetBuildError, build_deam
-from dsaml.datasets_scripts.deam import find_layout
+from dsaml.datasets_scripts.deam.deam import find_layout
 
 
 def _dropped(folder: Path) -> dict[str, dict[str, int]]:

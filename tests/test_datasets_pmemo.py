@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from fixtures_data import build_pmemo_source, hf_cache, pmemo_source  # noqa: F401  (pytest fixtures)
 
-from dsaml.data import dataset_metadata, load_dmer, load_pdmer
+from dsaml.data.datasets import dataset_metadata, load_dmer, load_pdmer
 from dsaml.datasets_scripts import DatasetBuildError, build_pmemo
-from dsaml.datasets_scripts.pmemo import UNANNOTATED_IDS
+from dsaml.datasets_scripts.pmemo.pmemo import UNANNOTATED_IDS
 
 
 @pytest.fixture(scope="module")

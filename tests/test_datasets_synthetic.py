@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 from hub_mocks import TEST_TOKEN
 
-import dsaml.datasets_scripts.synthetic as synthetic
-from dsaml.audio import load_audio
-from dsaml.data import (
+import dsaml.datasets_scripts.synthetic.synthetic as synthetic
+from dsaml.audio.reader import load_audio
+from dsaml.data.datasets import (
     annotator_split_name,
     dataset_root,
     default_synthetic_dataset,
@@ -186,7 +186,9 @@ def test_cache_reuse_and_half_built_folder(tmp_path, monkeypatch):
         calls.append(output)
         return real_build(output, **kwargs, **REDUCED)
 
-    monkeypatch.setattr(synthetic, "build_synthetic", spy)
+    import dsaml.data.datasets
+
+    monkeypatch.setattr(dsaml.data.datasets, "build_synthetic", spy)
     monkeypatch.setenv("DSAML_CACHE", str(tmp_path / "cache"))
     first = dataset_root("synthetic:tiny:5")
     assert len(calls) == 1 and (first / "README.md").is_file()
@@ -215,7 +217,7 @@ def _token_free(root: Path) -> None:
 
 
 def test_prepare_push_to_hub_and_load_back(hub_uploads, tmp_path, capsys, caplog, ds_cache):
-    from dsaml.prepare import main
+    from dsaml.commands.prepare import main
 
     output = tmp_path / "synthetic"
     with caplog.at_level("DEBUG"):
@@ -253,7 +255,7 @@ def test_prepare_push_to_hub_and_load_back(hub_uploads, tmp_path, capsys, caplog
 
 
 def test_resolve_audio_follows_cache_symlinks_but_not_dotdot(tmp_path):
-    from dsaml.audio import AudioError
+    from dsaml.errors import AudioError
 
     blobs, snapshot = tmp_path / "blobs", tmp_path / "snapshots" / "abc"
     blobs.mkdir()

@@ -11,16 +11,16 @@ import pytest
 from datasets import load_dataset
 from fixtures_data import require_shared_data
 
-from dsaml.audio import load_audio
-from dsaml.data import annotator_songs, dataset_metadata, load_dmer, load_pdmer, resolve_audio
+from dsaml.audio.reader import load_audio
+from dsaml.commands.prepare import main as prepare_main
+from dsaml.data.datasets import annotator_songs, dataset_metadata, load_dmer, load_pdmer, resolve_audio
+from dsaml.data.tasks import TaskSampler, evaluation_tasks
 from dsaml.datasets_scripts import DatasetBuildError, DropReport, build_vgmidi
-from dsaml.datasets_scripts import midi_render
-from dsaml.datasets_scripts.midi_files import load_midi, midi_timing
-from dsaml.datasets_scripts.piece_ring import ring_partitions
-from dsaml.datasets_scripts.vgmidi import prepare_rows
-from dsaml.datasets_scripts.vgmidi_release import listener_id
-from dsaml.prepare import main as prepare_main
-from dsaml.tasks import TaskSampler, evaluation_tasks
+from dsaml.datasets_scripts.vgmidi import midi_render
+from dsaml.datasets_scripts.vgmidi.midi_files import load_midi, midi_timing
+from dsaml.datasets_scripts.vgmidi.piece_ring import ring_partitions
+from dsaml.datasets_scripts.vgmidi.release import listener_id
+from dsaml.datasets_scripts.vgmidi.vgmidi import prepare_rows
 
 pretty_midi = pytest.importorskip("pretty_midi")
 
@@ -170,7 +170,7 @@ def test_listener_pairing(release):
 
 
 def _identity(answers: dict) -> list:
-    from dsaml.datasets_scripts.vgmidi_release import IDENTITY_FIELDS
+    from dsaml.datasets_scripts.vgmidi.release import IDENTITY_FIELDS
 
     return ["" if answers.get(f) is None else answers[f] for f in IDENTITY_FIELDS]
 
@@ -339,7 +339,7 @@ def test_real_release_parsing_and_counts():
 
 
 def test_crowd_reference_of_the_other_listeners(built):
-    from dsaml.references import CrowdReferences, references_for
+    from dsaml.evaluation.references import CrowdReferences, references_for
 
     reference = references_for(built)
     assert isinstance(reference, CrowdReferences) and reference.counts["A"] == 3

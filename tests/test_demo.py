@@ -21,9 +21,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from dsaml.alignment import AnnotationError
-from dsaml.annotations import read_annotations
+from dsaml.data.annotation_files import read_annotations
 from dsaml.demo.songs import DEMO_SONGS, SECONDS, render_demo_song
+from dsaml.errors import AnnotationError
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TARGET_AROUSAL = 0.8  # the live annotation holds arousal here: far above what the base model predicts
@@ -88,7 +88,7 @@ def test_demo_saves_the_same_adapter_as_dsaml_personalize(session, demo_model, t
     from safetensors.torch import load_file
 
     from dsaml.commands.personalize import main as personalize_main
-    from dsaml.storage import FolderExistsError, UserNameError
+    from dsaml.errors import FolderExistsError, UserNameError
 
     song = session.demo_song("calm_minor")
     steps = int(SECONDS / 0.5)

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import dsaml.metrics
+import dsaml.evaluation.metrics
 from dsaml import DSAMLForDynamicEmotionRecognition
-from dsaml.data import annotator_songs, load_pdmer, resolve_audio
-from dsaml.scores import score_songs
+from dsaml.data.datasets import annotator_songs, load_pdmer, resolve_audio
+from dsaml.evaluation.scores import score_songs
 
 # ------------------------------------------------------------------------------------------------- metric modules
 
@@ -33,7 +33,7 @@ def _by_hand(p, t):
 
 def test_metric_modules_match_scores_and_hand_computed_values():
     expected = score_songs([np.array(p) for p in PRED], [np.array(r) for r in REF])
-    everything = dsaml.metrics.load("dmer_scores").compute(predictions=PRED, references=REF)
+    everything = dsaml.evaluation.metrics.load("dmer_scores").compute(predictions=PRED, references=REF)
     assert everything == pytest.approx(expected, abs=1e-12)
     for d, dim in enumerate(("arousal", "valence")):
         hand = np.mean([_by_hand(np.array(p)[:, d], np.array(r)[:, d]) for p, r in zip(PRED, REF)], axis=0)
@@ -44,26 +44,26 @@ def test_metric_modules_match_scores_and_hand_computed_values():
     assert _by_hand([0.1, 0.3, 0.5, 0.2], [0.0, 0.4, 0.3, 0.1])[0] == pytest.approx(np.sqrt(0.07 / 4))
     for name in ("emotion_rmse", "emotion_pearson", "emotion_ccc"):
         score = name.split("_")[1]
-        got = dsaml.metrics.load(name).compute(predictions=PRED, references=REF)
+        got = dsaml.evaluation.metrics.load(name).compute(predictions=PRED, references=REF)
         assert got == pytest.approx({k: expected[k] for k in (score, f"arousal_{score}", f"valence_{score}")})
 
 
 def test_evaluate_combine_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    combined = evaluate.combine([dsaml.metrics.load(n) for n in ("emotion_rmse", "emotion_pearson", "emotion_ccc")])
+    combined = evaluate.combine([dsaml.evaluation.metrics.load(n) for n in ("emotion_rmse", "emotion_pearson", "emotion_ccc")])
     got = combined.compute(predictions=PRED, references=REF)
     expected = score_songs([np.array(p) for p in PRED], [np.array(r) for r in REF])
     assert set(got) == {f"{d}{s}" for d in ("", "arousal_", "valence_") for s in ("rmse", "pearson", "ccc")}
     assert got == pytest.approx({k: expected[k] for k in got})
     # incremental use, as in a training loop
-    metric = dsaml.metrics.load("emotion_ccc")
+    metric = dsaml.evaluation.metrics.load("emotion_ccc")
     for p, r in zip(PRED, REF):
         metric.add(prediction=p, reference=r)
     assert metric.compute()["ccc"] == pytest.approx(expected["ccc"])
     with pytest.raises(ValueError, match="unknown dsaml metric"):
-        dsaml.metrics.load("accuracy")
-    for name in dsaml.metrics.METRICS:
-        assert (dsaml.metrics.path(name).parent / "README.md").is_file()
+        dsaml.evaluation.metrics.load("accuracy")
+    for name in dsaml.evaluation.metrics.METRICS:
+        assert (dsaml.evaluation.metrics.path(name).parent / "README.md").is_file()
 
 
 # ------------------------------------------------------------------------------------------------- round trip
@@ -82,9 +82,9 @@ def trained(trained_tiny) -> Path:
 @pytest.mark.slow
 def test_evaluate_cli_before_after_per_annotator(tiny, trained, tmp_path, capsys):
     from dsaml.commands.evaluate import main
-    from dsaml.evaluation import evaluate_tasks, inner_loop
-    from dsaml.song_store import SongStore
-    from dsaml.tasks import evaluation_tasks
+    from dsaml.data.song_store import SongStore
+    from dsaml.data.tasks import evaluation_tasks
+    from dsaml.evaluation.protocol import evaluate_tasks, inner_loop
 
     assert main(["--model", str(trained), "--dataset", str(tiny), "--partition", "test",
                  "--output", str(tmp_path / "report"), "--max_query_songs", "4", "--support_repeats", "1"]) == 0
@@ -99,7 +99,7 @@ def test_evaluate_cli_before_after_per_annotator(tiny, trained, tmp_path, capsys
     table = pd.read_csv(tmp_path / "report" / "per_annotator.csv")
     assert sorted(table["annotator"]) == ["L000", "L001"] and (table["num_query_songs"] == 4).all()
     assert (tmp_path / "report" / "ccc_before_after.png").stat().st_size > 5000
-    # the same numbers as the training loop's validation (`dsaml.train.evaluate` runs exactly this call on each
+    # the same numbers as the training loop's validation (`dsaml.training.run.evaluate` runs exactly this call on each
     # process's share of the tasks), and LoRA keeps most of the gain
     model = DSAMLForDynamicEmotionRecognition.from_pretrained(str(trained)).eval()
     rows = load_pdmer(tiny, "pdmer_flat", split="test")
@@ -122,7 +122,7 @@ def test_round_trip_personalize_predict_evaluate(tiny, trained, tmp_path):
     from dsaml.commands.evaluate import main as evaluate_main
     from dsaml.commands.personalize import main as personalize_main
     from dsaml.commands.predict import main as predict_main
-    from dsaml.tasks import evaluation_tasks
+    from dsaml.data.tasks import evaluation_tasks
 
     rows = load_pdmer(tiny, "pdmer_flat", split="test")
     task = evaluation_tasks(annotator_songs(rows))[0]
@@ -161,11 +161,13 @@ def test_round_trip_personalize_predict_evaluate(tiny, trained, tmp_path):
 def test_reference_points_and_gap_closed_on_tiny(tiny, trained):
     """The reference methods beside personalization, recomputed by hand on synthetic:tiny's test listeners:
     the oracle's and the shift's query RMSE, listeners averaged over their support songs, the gap closed."""
-    from dsaml.datasets_scripts.synthetic import reference_curves, spec_for
-    from dsaml.evaluation import evaluate_tasks, inner_loop, predict_songs, summarize
-    from dsaml.references import references_for
-    from dsaml.song_store import SongStore
-    from dsaml.tasks import evaluation_tasks
+    from dsaml.data.song_store import SongStore
+    from dsaml.data.tasks import evaluation_tasks
+    from dsaml.datasets_scripts.synthetic.synthetic import reference_curves, spec_for
+    from dsaml.evaluation.protocol import evaluate_tasks, inner_loop
+    from dsaml.evaluation.references import references_for
+    from dsaml.evaluation.summary import summarize
+    from dsaml.inference.songs import predict_songs
 
     model = DSAMLForDynamicEmotionRecognition.from_pretrained(str(trained)).eval()
     rows = load_pdmer(tiny, "pdmer_flat", split="test")

@@ -7,10 +7,12 @@ import pytest
 import torch
 from conftest import tone
 
-from dsaml.adaptation import adaptable_parameters, adapt, functional_loss
-from dsaml.alignment import AnnotationError, align, song_patches, window_starts, windows
-from dsaml.batches import collate
-from dsaml.scores import curve_scores, score_songs
+from dsaml.adaptation.inner_loop import adapt
+from dsaml.adaptation.tensors import adaptable_parameters, functional_loss
+from dsaml.data.alignment import align, song_patches, window_starts, windows
+from dsaml.data.batches import collate
+from dsaml.errors import AnnotationError
+from dsaml.evaluation.scores import curve_scores, score_songs
 
 
 def aligned(extractor, seconds=40.0, start=5.0, frames=60, song_id="s1"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torchaudio_reference import torchaudio_features
 from conftest import tone
+from torchaudio_reference import torchaudio_features
 
 from dsaml import DSAMLFeatureExtractor
 from dsaml.modeling.step_audio_dsaml import step_samples

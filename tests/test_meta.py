@@ -12,10 +12,10 @@ from conftest import small_config
 from torch import nn
 
 from dsaml import DSAMLForDynamicEmotionRecognition
-from dsaml.adaptation import functional_loss
-from dsaml.alignment import AlignedSong
-from dsaml.batches import TaskBatch, collate, concat_batches
-from dsaml.meta import apply_meta_gradient, meta_gradient, task_gradient
+from dsaml.adaptation.tensors import functional_loss
+from dsaml.data.alignment import AlignedSong
+from dsaml.data.batches import TaskBatch, collate, concat_batches
+from dsaml.training.meta import apply_meta_gradient, meta_gradient, task_gradient
 
 
 class Linear(nn.Module):
@@ -168,7 +168,7 @@ def test_dsaml_maml_minus_fomaml_is_the_hessian_vector_product(dsaml_task):
 def test_predictor_only_inner_loop_runs_the_encoder_once_with_the_same_gradients(dsaml_task, algorithm, monkeypatch):
     """adapted_parameters=[predictor]: the inner loop reuses the encoder output (one encoder pass instead of one
     per step) and gives the meta-gradient of the step-by-step full-model loop, second-order terms included."""
-    from dsaml import adaptation
+    from dsaml.adaptation import inner_loop
 
     model, task = dsaml_task
     params = dict(model.named_parameters())
@@ -189,8 +189,8 @@ def test_predictor_only_inner_loop_runs_the_encoder_once_with_the_same_gradients
     for name, e in zip(names, expected):
         torch.testing.assert_close(got[name], e if e is not None else torch.zeros_like(got[name]),
                                    rtol=1e-7, atol=1e-10)
-    assert adaptation.adapts_predictor_only(model, ["predictor.dense.weight"])
-    assert not adaptation.adapts_predictor_only(model, ["predictor.dense.weight", "dsaml.features.local_cnn.0.weight"])
+    assert inner_loop.adapts_predictor_only(model, ["predictor.dense.weight"])
+    assert not inner_loop.adapts_predictor_only(model, ["predictor.dense.weight", "dsaml.features.local_cnn.0.weight"])
 
 
 def test_task_seed_makes_dropout_reproducible():
@@ -243,7 +243,7 @@ def test_ridge_inner_loop_is_the_closed_form_and_its_gradient_is_exact(dsaml_tas
     """adaptation_method="ridge": the output layer solved on the support features (checked against numpy), the
     shift in the limit of a strong pull toward the meta-learned layer, and the meta-gradient equal to a finite
     difference through the solve (the solve is differentiated, not treated as a constant)."""
-    from dsaml.adaptation import ridge_adapt
+    from dsaml.adaptation.ridge import ridge_adapt
 
     model, task = dsaml_task
     out = model.predictor.out
@@ -274,7 +274,8 @@ def test_ridge_inner_loop_is_the_closed_form_and_its_gradient_is_exact(dsaml_tas
 def test_a_lag_fitting_ridge_inner_loop_gets_the_gradient_at_its_delayed_refit(dsaml_task):
     """With `adaptation_max_delay` the meta-training inner loop fits the support's lag too, and the meta-gradient
     is the query loss's at the delayed refit (a finite difference; the chosen lag is locally constant)."""
-    from dsaml.adaptation import DELAY, ridge_adapt
+    from dsaml.adaptation.ridge import ridge_adapt
+    from dsaml.adaptation.tensors import DELAY
 
     model, task = dsaml_task
     out = model.predictor.out
@@ -311,7 +312,7 @@ def test_base_loss_weight_adds_the_unadapted_query_gradient(dsaml_task):
 def test_ridge_level_share_and_per_dimension_strength_by_hand(dsaml_task):
     """The level share moves the curve's level by that share of the support's mean residual, each dimension
     solves its own ridge with its own strength, and `learn_adaptation_ridge` reads both from the model."""
-    from dsaml.adaptation import ridge_adapt
+    from dsaml.adaptation.ridge import ridge_adapt
     from dsaml.modeling.modeling_dsaml import RidgeSettings
 
     model, task = dsaml_task

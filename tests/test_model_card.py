@@ -11,7 +11,7 @@ import torch
 from conftest import small_config
 from huggingface_hub import ModelCard
 
-from dsaml.model_card import metrics_table, template, write_model_card
+from dsaml.training.model_card import metrics_table, template, write_model_card
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,9 +28,9 @@ METRICS = {
 
 
 def test_template_is_single_sourced_and_packaged():
-    packaged = resources.files("dsaml").joinpath("model_card.md")
+    packaged = resources.files("dsaml.training").joinpath("model_card.md")
     assert packaged.read_text(encoding="utf-8") == (ROOT / "model_card.md").read_text(encoding="utf-8")
-    link = ROOT / "src" / "dsaml" / "model_card.md"
+    link = ROOT / "src" / "dsaml" / "training" / "model_card.md"
     assert link.is_symlink() and not Path(link.readlink()).is_absolute()
     text = template()
     for section in ("## Intended use", "### Out-of-scope use", "## Data and licences", "## Training protocol",
@@ -38,7 +38,7 @@ def test_template_is_single_sourced_and_packaged():
         assert section in text
     assert "non-commercial" in text and "2412.19200" in text
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert '"model_card.md"' in pyproject
+    assert '"training/model_card.md"' in pyproject
 
 
 def test_write_model_card_fills_everything(tmp_path):

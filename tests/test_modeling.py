@@ -337,7 +337,7 @@ def test_harmonic_view_tells_major_from_minor():
 
 
 def test_readout_cues_reach_the_output_layer_and_the_inner_loop_can_flip_them():
-    from dsaml.adaptation import adapt
+    from dsaml.adaptation.inner_loop import adapt
     from dsaml.modeling.harmonic_dsaml import readout_cues
 
     with pytest.raises(Exception, match="readout_cues reads the harmonic view"):
@@ -435,9 +435,9 @@ def test_local_cnn_normalization_is_calibrated_once_and_never_moves(config):
     """The local CNN's normalization uses fixed statistics (modeling's `FixedStatisticsBatchNorm2d`): `calibrate`
     sets them from a sample, after which train-mode forwards, a meta-gradient and a personalization leave
     every buffer as it was, and train and eval mode give the same local features."""
-    from dsaml.adaptation import adapt
-    from dsaml.meta import task_gradient
-    from dsaml.batches import TaskBatch
+    from dsaml.adaptation.inner_loop import adapt
+    from dsaml.data.batches import TaskBatch
+    from dsaml.training.meta import task_gradient
 
     torch.manual_seed(0)
     model = DSAMLForDynamicEmotionRecognition(config)

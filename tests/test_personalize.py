@@ -15,10 +15,12 @@ from conftest import small_config, tone
 from torch import nn
 
 from dsaml import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
-from dsaml.adapters import (
+from dsaml.commands.personalize import main
+from dsaml.data.alignment import align, song_patches
+from dsaml.data.annotation_files import read_annotations
+from dsaml.errors import AdapterError, AnnotationError, UnknownUserError
+from dsaml.personalization.adapters import (
     ADAPTER_INFO,
-    AdapterError,
-    UnknownUserError,
     add_user,
     known_users,
     load_personalized,
@@ -26,11 +28,8 @@ from dsaml.adapters import (
     save_full,
     save_lora,
 )
-from dsaml.alignment import AnnotationError, align, song_patches
-from dsaml.annotations import read_annotations
-from dsaml.commands.personalize import main
-from dsaml.personalize import personalize_audio, personalize_song
-from dsaml.shrinkage import READ_OUT
+from dsaml.personalization.personalize import personalize_audio, personalize_song
+from dsaml.personalization.shrinkage import READ_OUT
 
 SR = 22050
 SECONDS = 6.0  # 12 steps = one window
@@ -123,8 +122,8 @@ def test_personalization_lowers_support_loss_and_changes_only_adapted(base, extr
 
 def test_the_do_no_harm_rule_keeps_the_base_when_the_step_hurts_and_otherwise_blends_each_dimension(extractor,
                                                                                                      songs):
-    from dsaml.alignment import AlignedSong
-    from dsaml.shrinkage import SHRINKAGE_GRID, fold_per_dimension, split_in_time
+    from dsaml.data.alignment import AlignedSong
+    from dsaml.personalization.shrinkage import SHRINKAGE_GRID, fold_per_dimension, split_in_time
 
     careful = _model(adaptation_holdout=1 / 3, adapted_parameters=["predictor.dense", "predictor.out"])
     base_params = dict(careful.named_parameters())
@@ -162,7 +161,7 @@ def test_the_do_no_harm_rule_keeps_the_base_when_the_step_hurts_and_otherwise_bl
 
 @pytest.mark.parametrize("cues,adapted", [(False, READ_OUT), (True, READ_OUT), (True, READ_OUT[2:])])
 def test_folding_per_dimension_shares_is_exact(cues, adapted):
-    from dsaml.shrinkage import fold_per_dimension
+    from dsaml.personalization.shrinkage import fold_per_dimension
 
     torch.manual_seed(1)
     model = _model(harmonic_features=cues, readout_cues=cues)
@@ -183,12 +182,12 @@ def test_folding_per_dimension_shares_is_exact(cues, adapted):
 
 
 def test_a_step_that_worsens_the_support_fit_is_reported(base, extractor, songs, caplog):
-    with caplog.at_level("WARNING", logger="dsaml.personalize"):
+    with caplog.at_level("WARNING", logger="dsaml.personalization.personalize"):
         result = personalize_audio(base, extractor, *songs["alice"], user="alice", lr=50.0)
     assert result.support_loss_after > result.support_loss_before
     assert "personalizing user 'alice'" in caplog.text and "made the fit to the support song worse" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="dsaml.personalize"):
+    with caplog.at_level("WARNING", logger="dsaml.personalization.personalize"):
         personalize_audio(base, extractor, *songs["alice"], user="alice")
     assert "worse" not in caplog.text
 
@@ -300,7 +299,7 @@ def test_annotation_errors_name_the_file(tmp_path, base, extractor):
         read_annotations(missing)
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"not audio at all" * 10)
-    from dsaml.audio import AudioError
+    from dsaml.errors import AudioError
 
     with pytest.raises(AudioError, match=r"corrupt\.wav"):
         personalize_audio(base, extractor, corrupt, csv, user="u")
@@ -366,7 +365,7 @@ def test_cli_personalize_reports_the_lag_it_stored(tmp_path, extractor, songs, c
 
 
 def test_adapters_push_and_load_through_the_hub(hub_uploads, tmp_path, base, alice):
-    from dsaml.adapters import push_adapters
+    from dsaml.personalization.adapters import push_adapters
 
     save_lora(base, alice, tmp_path / "adapters", rank=4)
     push_adapters(tmp_path / "adapters", "someone/dsaml-adapters")

@@ -14,7 +14,7 @@ SCRIPT = textwrap.dedent(
     import matplotlib
     import pandas as pd
 
-    from dsaml.plots import plot_before_after, plot_curves, plot_training
+    from dsaml.utils.plots import plot_before_after, plot_curves, plot_training
 
     backend = matplotlib.get_backend()
     frame = pd.DataFrame({"time_seconds": [0.0, 0.5, 1.0], "arousal": [0.1, 0.2, 0.1], "valence": [0.0, -0.1, 0.3]})

@@ -13,10 +13,10 @@ import torch
 from conftest import shared_data_dir, small_config, tone
 
 from dsaml import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
-from dsaml.audio import AudioError
-from dsaml.annotations import read_annotations
 from dsaml.commands.predict import main
-from dsaml.predict import predict_file
+from dsaml.data.annotation_files import read_annotations
+from dsaml.errors import AudioError
+from dsaml.inference.files import predict_file
 
 SR = 16000
 

@@ -10,16 +10,19 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from dsaml.adaptation import DELAY, adaptable_parameters, ridge_adapt
-from dsaml.adapters import load_personalized, save_full, save_lora
-from dsaml.batches import support_batch
-from dsaml.calibration import calibrate_share
-from dsaml.data import annotator_songs, load_pdmer
-from dsaml.evaluation import evaluate_tasks, inner_loop, predict_songs, summarize
+from dsaml.adaptation.ridge import ridge_adapt
+from dsaml.adaptation.tensors import DELAY, adaptable_parameters
+from dsaml.data.batches import support_batch
+from dsaml.data.datasets import annotator_songs, load_pdmer
+from dsaml.data.song_store import SongStore
+from dsaml.data.tasks import evaluation_tasks
+from dsaml.evaluation.protocol import evaluate_tasks, inner_loop
+from dsaml.evaluation.summary import summarize
+from dsaml.inference.songs import predict_songs
 from dsaml.modeling import DSAMLConfig, DSAMLForDynamicEmotionRecognition
-from dsaml.personalize import personalize_song
-from dsaml.song_store import SongStore
-from dsaml.tasks import evaluation_tasks
+from dsaml.personalization.adapters import load_personalized, save_full, save_lora
+from dsaml.personalization.personalize import personalize_song
+from dsaml.training.calibration import calibrate_share
 
 RIDGE = {"adaptation_method": "ridge", "adapted_parameters": ["predictor.out"], "adaptation_ridge": 0.1}
 
@@ -74,7 +77,7 @@ def test_the_ridge_refit_finds_the_lag_of_a_delayed_listener(ridge_tiny, lag):
 
 
 def _readout(model, batch):
-    from dsaml.adaptation import readout_inputs
+    from dsaml.adaptation.ridge import readout_inputs
 
     return readout_inputs(model, batch)
 
@@ -136,7 +139,7 @@ def test_a_checkpoint_saved_before_the_delay_existed_loads_without_one(trained_t
 def test_users_with_different_lags_switch_with_their_adapters(ridge_tiny, tmp_path):
     """Each user's adapter carries their own lag: switching adapters (PEFT `set_adapter`) switches the lag, and
     each user's curves are those of their full personalized model."""
-    from dsaml.adapters import add_user
+    from dsaml.personalization.adapters import add_user
 
     folder, store, tasks = ridge_tiny
     model = _model(folder, adaptation_max_delay=4)
@@ -159,7 +162,7 @@ def test_users_with_different_lags_switch_with_their_adapters(ridge_tiny, tmp_pa
 def test_adapters_made_before_the_lag_existed_still_match_their_base(trained_tiny):
     """The base fingerprint leaves a zero lag out: the same weights without the delay buffer (a model saved
     before it existed) fingerprint the same; a lag set in the weights does not."""
-    from dsaml.adapters import base_fingerprint
+    from dsaml.personalization.adapters import base_fingerprint
 
     model = DSAMLForDynamicEmotionRecognition.from_pretrained(trained_tiny)
     before = copy.deepcopy(model)

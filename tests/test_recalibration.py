@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dsaml.recalibration import fit_linear, fit_shift, gap_closed, recalibrate
+from dsaml.evaluation.recalibration import fit_linear, fit_shift, gap_closed, recalibrate
 
 
 def test_shift_and_linear_by_hand():

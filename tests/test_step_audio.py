@@ -8,8 +8,8 @@ from conftest import small_config, tone
 from transformers import Wav2Vec2Config
 
 from dsaml import DSAMLFeatureExtractor
+from dsaml.data.song_store import SongStore
 from dsaml.modeling.step_audio_dsaml import context_windows, step_samples
-from dsaml.song_store import SongStore
 
 
 def pretrained_config():

@@ -13,11 +13,11 @@ import torch
 from conftest import small_config, tone
 
 from dsaml import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
-from dsaml.audio import AudioError
-from dsaml.batch_size import BatchSizeTuner
-from dsaml.decoding import file_steps
+from dsaml.audio.blocks import file_steps
+from dsaml.errors import AudioError
+from dsaml.inference.batch_size import BatchSizeTuner
+from dsaml.inference.files import predict_file, predict_files, predict_waveform
 from dsaml.modeling.sliding_windows_dsaml import SongWindows, window_starts
-from dsaml.predict import predict_file, predict_files, predict_waveform
 
 SR = 22050
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dsaml.tasks import TaskError, TaskSampler, evaluation_tasks, shard, validation_split
+from dsaml.data.tasks import TaskSampler, evaluation_tasks, shard, validation_split
+from dsaml.errors import TaskError
 
 GROUPS = {f"A{i}": list(range(100 * i, 100 * i + 10 + i)) for i in range(6)}  # A0: 10 songs ... A5: 15 songs
 

@@ -18,10 +18,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from dsaml.tasks import TaskError
 from dsaml.commands.train import build_parser, parse_overrides
-from dsaml.train import train
-from dsaml.training_args import TrainingArguments, load_arguments
+from dsaml.errors import TaskError
+from dsaml.training.arguments import TrainingArguments, load_arguments
+from dsaml.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,7 +127,7 @@ def _two_process_run(cache, tmp_path: Path, output_dir: Path, *extra: str) -> st
     """The README's multi-process command (gloo on CPU) on the tiny config; its stdout."""
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "DSAML_CACHE": str(cache)}
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--main_process_port", str(_free_port()), "-m", "dsaml.train", "--config", "synthetic_tiny",
+           "--main_process_port", str(_free_port()), "-m", "dsaml.cli", "train", "--config", "synthetic_tiny",
            "--output_dir", str(output_dir), "--no_progress", *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     if proc.returncode != 0:  # show the process that failed first, not only the other rank's broken barrier
@@ -270,11 +270,11 @@ def test_stages_chain_output_folders_and_initialization():
 
 
 def test_run_stages_resumes_after_the_last_finished_stage(tmp_path, monkeypatch):
-    import dsaml.train
-    from dsaml.stages import DONE, run_stages
+    import dsaml.training.stages
+    from dsaml.training.stages import DONE, run_stages
 
     calls = []
-    monkeypatch.setattr(dsaml.train, "train", lambda a: calls.append(a.output_dir) or {"stage": a.output_dir})
+    monkeypatch.setattr(dsaml.training.stages, "train", lambda a: calls.append(a.output_dir) or {"stage": a.output_dir})
     stages = [{"name": "one"}, {"name": "two"}, {"name": "three"}]
     args = load_arguments("synthetic_tiny", {"output_dir": str(tmp_path), "stages": stages})
     (tmp_path / "stages" / "one").mkdir(parents=True)
@@ -286,7 +286,7 @@ def test_run_stages_resumes_after_the_last_finished_stage(tmp_path, monkeypatch)
 
 def test_summary_text_lists_each_reported_partition_once():
     """`best/<select_metric>` is not a partition (a dmer run selects on validation/before/ccc)."""
-    from dsaml.train import _summary_text
+    from dsaml.training.final_report import _summary_text
 
     scores = {f"{m}/{k}": 0.5 for m in ("before", "after") for k in
               ("rmse", "arousal_rmse", "valence_rmse", "pearson", "ccc")}
@@ -300,10 +300,9 @@ def test_summary_text_lists_each_reported_partition_once():
 
 def _interrupting(monkeypatch, at_step: int, signals: int) -> None:
     """Send `signals` SIGINTs to this process in the middle of outer step `at_step` (after its gradient)."""
-    import dsaml.meta
-    import dsaml.train
+    import dsaml.training.loop
 
-    real_apply = dsaml.meta.apply_meta_gradient
+    real_apply = dsaml.training.loop.apply_meta_gradient
     state = {"calls": 0}
 
     def apply_then_interrupt(model, grads, accelerator=None):
@@ -313,7 +312,7 @@ def _interrupting(monkeypatch, at_step: int, signals: int) -> None:
                 os.kill(os.getpid(), signal.SIGINT)
         return real_apply(model, grads, accelerator)
 
-    monkeypatch.setattr(dsaml.meta, "apply_meta_gradient", apply_then_interrupt)
+    monkeypatch.setattr(dsaml.training.loop, "apply_meta_gradient", apply_then_interrupt)
 
 
 @pytest.mark.slow
@@ -374,9 +373,9 @@ def test_a_stage_that_learns_the_ridge_settings_adds_trains_saves_and_logs_them(
 def test_a_stage_that_fits_the_average_readout_refits_the_output_layer_on_the_training_rows(run, tmp_path, capsys):
     """`fit_average_readout`: before the first step, the output layer is the ridge fit on the meta-training rows
     (validation listeners held out), the same as calling `fit_average_readout` on them; the run says so."""
-    from dsaml.average_readout import fit_average_readout
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
-    from dsaml.train import setup
+    from dsaml.training.average_readout import fit_average_readout
+    from dsaml.training.run import setup
 
     args = tiny(tmp_path / "average", init_from=str(run[0] / "best"), fit_average_readout=True,
                 average_readout_ridge=0.01, evaluate_test=False)
@@ -413,9 +412,10 @@ def test_a_stage_that_calibrates_the_adaptation_share_saves_it_with_the_best_mod
     """`calibrate_adaptation`: after training, the share chosen on the final report's validation tasks goes into
     best/'s config and the run's metrics; finishing again (the finished command rerun) chooses the same; a run
     started from a calibrated model meta-trains and validates the full step."""
-    from dsaml.calibration import calibrate_share
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
-    from dsaml.train import build_model, setup
+    from dsaml.training.calibration import calibrate_share
+    from dsaml.training.model_setup import build_model
+    from dsaml.training.run import setup
 
     out = tmp_path / "calibrated"
     args = tiny(out, init_from=str(run[0] / "best"), calibrate_adaptation=True, max_steps=2, evaluate_test=False,
@@ -444,7 +444,7 @@ def test_a_ridge_stage_calibrates_the_reaction_lag_with_the_share(run, tmp_path,
     best/'s config, and the final report scores the validation listeners with it; a run started from that model
     fits no lag until it is calibrated again."""
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
-    from dsaml.train import build_model
+    from dsaml.training.model_setup import build_model
 
     out = tmp_path / "lagged"
     args = tiny(out, init_from=str(run[0] / "best"), calibrate_adaptation=True, max_steps=1, evaluate_test=False,

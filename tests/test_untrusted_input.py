@@ -26,10 +26,11 @@ import torch
 from conftest import small_config, tone
 
 from dsaml import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
-from dsaml.adapters import ADAPTER_INFO, AdapterError, known_users, load_personalized, save_lora
 from dsaml.cli import main as cli
-from dsaml.personalize import personalize_audio
-from dsaml.storage import FolderExistsError, folder_lock
+from dsaml.errors import AdapterError, FolderExistsError
+from dsaml.personalization.adapters import ADAPTER_INFO, known_users, load_personalized, save_lora
+from dsaml.personalization.personalize import personalize_audio
+from dsaml.utils.storage import folder_lock
 
 SR = 22050
 
@@ -98,12 +99,12 @@ def personalize_args(setup, user: str, *extra: str, song: str = "song") -> list[
 @pytest.mark.parametrize("user", ["../../x", "/tmp/evil", "alice/bob", "a.b", ".", "..", "", "x" * 300, "-lead",
                                   "al ice"])
 def test_a_user_name_that_is_not_a_plain_name_is_refused_before_any_work(setup, work, capsys, monkeypatch, user):
-    import dsaml.adapters
+    import dsaml.inference.loading
 
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded for an invalid user name")
 
-    monkeypatch.setattr(dsaml.adapters, "load_model", no_model)
+    monkeypatch.setattr(dsaml.inference.loading, "load_model", no_model)
     before = snapshot(work.parent)
     assert cli(personalize_args(setup, user, "--output", "adapters")) == 1
     one_line_error(capsys, "user name", "is not allowed", "letters, digits")
@@ -384,7 +385,7 @@ def _capped(limit_bytes: int):
 
 
 MEMORY_CAP = 4 << 30  # torch alone maps ~2.5 GB of address space; a parser reading 8 MB as data frames takes tens
-STATED_LIMIT = 8 << 20  # the documented size limit of an annotation file (`dsaml.annotations.MAX_ANNOTATION_BYTES`)
+STATED_LIMIT = 8 << 20  # the documented size limit of an annotation file (`dsaml.data.annotation_files.MAX_ANNOTATION_BYTES`)
 
 
 @pytest.mark.parametrize("case", sorted(ANNOTATION_BOMBS))
@@ -392,7 +393,7 @@ def test_an_annotation_file_just_under_the_size_limit_is_refused_with_bounded_me
     path = tmp_path / "bomb.csv"
     path.write_bytes(ANNOTATION_BOMBS[case](STATED_LIMIT - 16))
     assert path.stat().st_size <= STATED_LIMIT
-    code = ("import sys; from dsaml.annotations import read_annotations\n"
+    code = ("import sys; from dsaml.data.annotation_files import read_annotations\n"
             "try:\n    read_annotations(sys.argv[1])\nexcept ValueError as exc:\n    print(exc)\n")
     run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120,
                          preexec_fn=_capped(MEMORY_CAP))
@@ -402,7 +403,7 @@ def test_an_annotation_file_just_under_the_size_limit_is_refused_with_bounded_me
 
 
 def test_the_stated_annotation_size_limit_is_the_one_applied(tmp_path):
-    from dsaml.annotations import MAX_ANNOTATION_BYTES, read_annotations
+    from dsaml.data.annotation_files import MAX_ANNOTATION_BYTES, read_annotations
 
     assert MAX_ANNOTATION_BYTES == STATED_LIMIT
     path = tmp_path / "big.csv"

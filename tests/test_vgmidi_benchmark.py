@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from dsaml.alignment import AlignedSong
-from dsaml.evaluation import reference_points
-from dsaml.references import CrowdReferences
-from dsaml.scores import score_songs
+from dsaml.data.alignment import AlignedSong
+from dsaml.evaluation.protocol import reference_points
+from dsaml.evaluation.references import CrowdReferences
+from dsaml.evaluation.scores import score_songs
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 if str(BENCHMARKS) not in sys.path:  # the script imports its sibling `common`, as when run from there
@@ -106,10 +106,10 @@ def test_benchmark_on_a_miniature_release(tmp_path):
     """The whole script's figures on the VGMIDI builder's miniature release and a tiny untrained model."""
     from argparse import Namespace
 
+    from conftest import small_config
     from test_datasets_vgmidi import FRACTIONS, RATE, write_release
 
-    from conftest import small_config
-    from dsaml.data import load_dmer
+    from dsaml.data.datasets import load_dmer
     from dsaml.datasets_scripts import build_vgmidi
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
 

@@ -23,7 +23,7 @@ _LAZY = {
 __all__ = [*_LAZY, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .modeling import (
+    from dsaml.modeling import (
         DSAMLConfig,
         DSAMLFeatureExtractor,
         DSAMLForDynamicEmotionRecognition,

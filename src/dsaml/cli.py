@@ -11,7 +11,7 @@ import sys
 
 # name -> (module exposing `main(argv: list[str]) -> int | None`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prepare": ("dsaml.prepare", "build a Hub-ready dataset folder (deam, pmemo, synthetic, vgmidi)"),
+    "prepare": ("dsaml.commands.prepare", "build a Hub-ready dataset folder (deam, pmemo, synthetic, vgmidi)"),
     "train": ("dsaml.commands.train", "meta-train (or plainly train) DSAML with Accelerate"),
     "personalize": ("dsaml.commands.personalize", "adapt a model to one listener from one annotated song"),
     "predict": ("dsaml.commands.predict", "predict arousal/valence curves for audio files (CSV/JSON + PNG)"),

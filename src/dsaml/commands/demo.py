@@ -18,7 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from dsaml.errors import reports_errors
+from dsaml.commands.boundary import reports_errors
+from dsaml.utils.files import check_output_folder
 
 DEFAULT_MODEL = "outputs/synthetic_small/best"  # where the README's main job puts its model
 SHARE_WARNING = ("dsaml demo: warning: --share makes this page reachable by anyone who has its link, through "
@@ -59,8 +60,6 @@ def _is_loopback(host: str) -> bool:
 
 
 def _check(args: argparse.Namespace) -> None:
-    from dsaml.files import check_output_folder
-
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
     for flag in ("max_upload_mb", "max_song_minutes"):

@@ -13,10 +13,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dsaml.errors import reports_errors
+from dsaml.commands.boundary import reports_errors
+from dsaml.data.annotation_files import read_annotations
+from dsaml.errors import AnnotationError
+from dsaml.evaluation.scores import score_songs
+from dsaml.evaluation.summary import summarize
+from dsaml.utils.plots import plot_before_after
 
 if TYPE_CHECKING:  # pragma: no cover
-    from dsaml.evaluation import TaskResult
+    from dsaml.evaluation.protocol import TaskResult
 
 
 
@@ -24,8 +29,6 @@ def write_report(results: Sequence[TaskResult], output: str | os.PathLike, meta:
     """`per_annotator.csv`, `report.json` (summary + records + meta) and `ccc_before_after.png` in `output`."""
     import pandas as pd
 
-    from dsaml.evaluation import summarize
-    from dsaml.plots import plot_before_after
 
     records = [r.flat() for r in results]
     out = Path(output)
@@ -45,9 +48,6 @@ def score_prediction_files(predictions_dir: str | os.PathLike, annotations: str 
     on the annotated steps."""
     import pandas as pd
 
-    from dsaml.alignment import AnnotationError
-    from dsaml.annotations import read_annotations
-    from dsaml.scores import score_songs
 
     ann_dir = Path(annotations)
     records = []
@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "the training report)")
     parser.add_argument("--shrinkage", type=float, default=None,
                         help="slope shrinkage of the linear-recalibration reference (default: "
-                             "dsaml.recalibration.DEFAULT_SHRINKAGE)")
+                             "dsaml.evaluation.recalibration.DEFAULT_SHRINKAGE)")
     parser.add_argument("--max_query_songs", type=int, default=None)
     parser.add_argument("--max_annotators", type=int, default=None, help="evaluate only the first N annotators")
     parser.add_argument("--mode", choices=("full", "lora"), default="full",
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 @reports_errors("dsaml evaluate")
 def main(argv: list[str] | None = None) -> int:
-    from dsaml.files import check_output_folder
+    from dsaml.utils.files import check_output_folder
 
     args = build_parser().parse_args(argv)
     check_output_folder(args.output)  # before any scoring
@@ -128,12 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model:
         print("dsaml evaluate: error: give --model (or --predictions with --annotations)", file=sys.stderr)
         return 2
-    from dsaml.data import annotator_songs, dataset_metadata, dataset_root, load_pdmer
-    from dsaml.evaluation import evaluate_tasks, format_summary, inner_loop, summarize
-    from dsaml.adapters import load_model
-    from dsaml.song_store import SongStore
-    from dsaml.references import references_for
-    from dsaml.tasks import evaluation_tasks
+    from dsaml.data.datasets import annotator_songs, dataset_metadata, dataset_root, load_pdmer
+    from dsaml.data.song_store import SongStore
+    from dsaml.data.tasks import evaluation_tasks
+    from dsaml.evaluation.protocol import evaluate_tasks, inner_loop
+    from dsaml.evaluation.references import references_for
+    from dsaml.evaluation.summary import format_summary, summarize
+    from dsaml.inference.loading import load_model
 
     model = load_model(args.model)
     root = dataset_root(args.dataset)

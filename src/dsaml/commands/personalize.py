@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import math
-import os
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from dsaml.adapters import DEFAULT_FULL_MODULES
-from dsaml.errors import reports_errors
-from dsaml.storage import USER_NAME_RULE, check_target, check_user
-
-if TYPE_CHECKING:  # pragma: no cover
-    from dsaml.personalize import Personalization
+from dsaml.commands.boundary import reports_errors
+from dsaml.data.annotation_files import read_annotations
+from dsaml.personalization.request import DEFAULT_FULL_MODULES, check_request
+from dsaml.utils.storage import USER_NAME_RULE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,67 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_request(user: str, output: str | os.PathLike | None = None, *, mode: str = "lora", overwrite: bool = False,
-                  rank: int = 4, steps: int | None = None, lr: float | None = None,
-                  value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
-    """Refuse, before any work, what would make the personalization meaningless or could not be stored: a user
-    name outside the rule, bad numbers, an output that exists (without `overwrite`) or cannot be written.
-    Returns the folder of per-user results (`output`, or the mode's default)."""
-    check_user(user)
-    if rank < 1:
-        raise ValueError(f"--rank must be >= 1, got {rank}")
-    if steps is not None and steps < 0:
-        raise ValueError(f"--steps must be >= 0, got {steps}")
-    if lr is not None and not (math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"--lr must be a finite number >= 0, got {lr}")
-    low, high = value_range
-    if not (math.isfinite(low) and math.isfinite(high) and low < high):
-        raise ValueError(f"--value_range must be two finite numbers LOW < HIGH, got {low} {high}")
-    root = Path(output or ("personalized" if mode == "full" else "adapters"))
-    check_target(root / user, overwrite=overwrite, what=_what(mode, user))
-    return root
-
-
-def _what(mode: str, user: str) -> str:
-    return f"{'personalized model' if mode == 'full' else 'adapter'} of user {user!r}"
-
-
-def personalize_and_save(model, extractor, audio: str | os.PathLike, annotations: str | os.PathLike, *, user: str,
-                         model_name: str, output: str | os.PathLike | None = None, mode: str = "lora",
-                         overwrite: bool = False, rank: int = 4,
-                         full_modules: Sequence[str] = DEFAULT_FULL_MODULES, steps: int | None = None,
-                         lr: float | None = None, seed: int = 0,
-                         value_range: tuple[float, float] = (-1.0, 1.0)) -> tuple[Personalization, Path]:
-    """What `dsaml personalize` does once the model is loaded, for every caller (the CLI, `dsaml demo`): check the
-    request, adapt `model` to the annotated song, save the result under the user's name in `output`.
-    Returns the personalization and the folder it was saved to."""
-    from dsaml.adapters import save_full, save_lora
-    from dsaml.personalize import personalize_audio
-
-    root = check_request(user, output, mode=mode, overwrite=overwrite, rank=rank, steps=steps, lr=lr,
-                         value_range=value_range)
-    result = personalize_audio(model, extractor, audio, annotations, user=user, steps=steps, lr=lr, seed=seed,
-                               value_range=tuple(value_range))
-    if mode == "full":
-        out = save_full(result, root / user, extractor, base=model, overwrite=overwrite)
-    else:
-        out = save_lora(model, result, root, rank=rank, full_modules=full_modules, base_name_or_path=model_name,
-                        overwrite=overwrite)
-    return result, Path(out)
-
-
 @reports_errors("dsaml personalize")
 def main(argv: list[str] | None = None) -> int:
-    from dsaml.adapters import load_extractor, load_model
-
-    from dsaml.annotations import read_annotations
-
     args = build_parser().parse_args(argv)
     options = dict(mode=args.mode, overwrite=args.overwrite, rank=args.rank, steps=args.steps, lr=args.lr,
                    value_range=tuple(args.value_range))
-    # everything that can be refused is refused before the model is loaded and the adaptation runs
+    # everything that can be refused is refused before torch and the model load and the adaptation runs
     check_request(args.user, args.output, **options)
     read_annotations(args.annotations)  # the file's size, format and columns; its grid again with the model's step
+    from dsaml.inference.loading import load_extractor, load_model
+    from dsaml.personalization.service import personalize_and_save
+
     model = load_model(args.model)
     extractor = load_extractor(args.model, model.config)
     result, out = personalize_and_save(model, extractor, args.audio, args.annotations, user=args.user,

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from dsaml.audio import AUDIO_EXTENSIONS
-from dsaml.errors import reports_errors
+from dsaml.audio.reader import AUDIO_EXTENSIONS
+from dsaml.commands.boundary import reports_errors
 
 
 def _expand(inputs: list[str]) -> list[Path]:
@@ -68,11 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
 
-    from dsaml.adapters import load_extractor, load_personalized
-    from dsaml.audio import AudioError, audio_duration
-    from dsaml.files import check_output_folder
-    from dsaml.predict import model_config, predict_files, write_prediction
-    from dsaml.storage import check_user
+    from dsaml.audio.reader import audio_duration
+    from dsaml.errors import AudioError
+    from dsaml.inference.files import predict_files, write_prediction
+    from dsaml.inference.loading import load_extractor, model_config
+    from dsaml.personalization.adapters import load_personalized
+    from dsaml.utils.files import check_output_folder
+    from dsaml.utils.storage import check_user
 
     args = build_parser().parse_args(argv)
     if args.user is not None:

@@ -8,8 +8,8 @@ import sys
 
 import yaml
 
-from dsaml.training_args import load_arguments
-from dsaml.errors import reports_errors
+from dsaml.commands.boundary import reports_errors
+from dsaml.training.arguments import load_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("accelerate", "matplotlib", "datasets", "filelock"):  # keep the console for progress and scores
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = load_arguments(ns.config, parse_overrides(ns))
-    from dsaml.stages import run_stages
+    from dsaml.training.stages import run_stages
 
     try:
         run_stages(args)

@@ -16,12 +16,13 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from dsaml.audio import AUDIO_EXTENSIONS
+from dsaml.audio.reader import AUDIO_EXTENSIONS
+from dsaml.commands.boundary import expected_errors
 from dsaml.demo.curves import empty_view
 from dsaml.demo.session import DemoSession
 from dsaml.demo.songs import DEMO_SONGS
-from dsaml.errors import expected_errors, one_line
-from dsaml.storage import USER_NAME_RULE
+from dsaml.errors import one_line
+from dsaml.utils.storage import USER_NAME_RULE
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dsaml.alignment import AnnotationError
-from dsaml.audio import AudioError, audio_duration
+from dsaml.audio.reader import audio_duration
 from dsaml.demo.curves import Card, song_view
 from dsaml.demo.songs import DEMO_SONGS, render_demo_song
+from dsaml.errors import AnnotationError, AudioError
+from dsaml.inference.files import predict_file
+from dsaml.inference.loading import load_extractor, load_model
+from dsaml.personalization.adapters import add_user, known_users, load_personalized
+from dsaml.personalization.service import check_request, personalize_and_save
+from dsaml.utils.storage import check_user
 
 __all__ = ["DemoSession", "Song"]
 
@@ -53,8 +58,6 @@ class DemoSession:
 
     def __init__(self, model_name: str, adapter_dir: str | os.PathLike, work_dir: str | os.PathLike, *,
                  max_song_seconds: float = 900.0) -> None:
-        from dsaml.adapters import load_extractor, load_model
-
         self.model_name = str(model_name)
         self.adapter_dir = Path(adapter_dir)
         self.work_dir = Path(work_dir)
@@ -91,8 +94,6 @@ class DemoSession:
     # -- curves ------------------------------------------------------------------------------------------------
 
     def users(self) -> list[str]:
-        from dsaml.adapters import known_users
-
         return known_users(self.adapter_dir)
 
     def view(self, song: Song, user: str | None = None, report: Report = _silent, note: str = "") -> str:
@@ -104,8 +105,6 @@ class DemoSession:
 
     def curves(self, song: Song, user: str | None = None, report: Report = _silent):
         """The per-step predictions (`dsaml.predict.predict_file`) of the base model or of `user`'s model."""
-        from dsaml.predict import predict_file
-
         with self._lock:
             model = self.base if user is None else self._personal_model(user)
             key = (str(song.path), user, self._stamps.get(user))
@@ -119,9 +118,6 @@ class DemoSession:
 
     def _personal_model(self, user: str):
         """The PEFT model with `user`'s adapter active, (re)loading adapters that are new or changed on disk."""
-        from dsaml.adapters import add_user, load_personalized
-        from dsaml.storage import check_user
-
         check_user(user)
         stamp = _stamp(self.adapter_dir / user)
         if user in self._stamps and self._stamps[user] != stamp:  # replaced since it was loaded
@@ -172,8 +168,6 @@ class DemoSession:
                     report: Report = _silent):
         """Adapt the base to `user` on `song` and its annotation, save the adapter under `<adapter_dir>/<user>`
         (`dsaml personalize`'s code path, LoRA mode). Returns `(Personalization, folder)`."""
-        from dsaml.commands.personalize import check_request, personalize_and_save
-
         check_request(user, self.adapter_dir, overwrite=overwrite)  # refused before the song is even decoded
         with self._lock:
             report(0.2, f"personalizing for {user} on {song.title}")

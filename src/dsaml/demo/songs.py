@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dsaml.datasets_scripts.synthetic_music import SAMPLE_RATE, SongPlan, render
+from dsaml.datasets_scripts.synthetic.music import SAMPLE_RATE, SongPlan, render
+from dsaml.utils.files import atomic_path
 
 __all__ = ["DEMO_SONGS", "DemoSong", "render_demo_song"]
 
@@ -53,7 +54,6 @@ def render_demo_song(key: str, folder: str | os.PathLike) -> Path:
     """The WAV file of demo song `key` in `folder`, rendered there the first time it is asked for."""
     import soundfile as sf
 
-    from dsaml.files import atomic_path
 
     index = next((i for i, song in enumerate(DEMO_SONGS) if song.key == key), None)
     if index is None:

@@ -1,0 +1,1 @@
+"""DEAM (official release layout) -> a dsaml dataset folder."""

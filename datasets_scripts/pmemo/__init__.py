@@ -1,0 +1,1 @@
+"""PMEmo2019 (official release layout) -> a dsaml dataset folder."""

@@ -1,0 +1,1 @@
+"""The synthetic PDMER set: generated songs and simulated listeners whose perception is known."""

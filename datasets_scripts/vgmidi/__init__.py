@@ -1,0 +1,1 @@
+"""VGMIDI (piano MIDI rated by crowd listeners) -> a dsaml dataset folder with rendered audio."""

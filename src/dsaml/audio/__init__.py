@@ -1,0 +1,1 @@
+"""Decoding audio files: one reader for every format, whole or block by block."""

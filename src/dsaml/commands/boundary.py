@@ -1,0 +1,48 @@
+"""The command line's one error boundary: an expected error becomes one line on stderr and exit code 1.
+
+Expected errors are what bad input raises: our own (`AudioError`, `AnnotationError`, `AdapterError`, ... all
+`ValueError`), missing or unwritable files (`OSError`), unreadable CSV, YAML or safetensors files, unknown
+users. Anything else is a bug and keeps its traceback. `DSAML_DEBUG=1` shows the traceback of expected errors
+too, for whoever reports one.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import os
+import sys
+from collections.abc import Callable
+
+from dsaml.errors import UnknownUserError, one_line
+
+__all__ = ["expected_errors", "reports_errors"]
+
+
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The exception types bad input raises (third-party ones imported when an error is caught: `dsaml --help`
+    must not import them)."""
+    import yaml
+    from huggingface_hub.errors import StrictDataclassError  # an invalid DSAMLConfig value
+    from safetensors import SafetensorError
+
+    return ValueError, OSError, csv.Error, yaml.YAMLError, SafetensorError, StrictDataclassError, UnknownUserError
+
+
+def reports_errors(prog: str) -> Callable:
+    """Decorate a command's `main(argv) -> int`: expected errors print `<prog>: error: <message>`, return 1."""
+
+    def decorate(main: Callable[..., int | None]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def wrapped(argv: list[str] | None = None) -> int:
+            try:
+                return int(main(argv) or 0)
+            except expected_errors() as exc:
+                if os.environ.get("DSAML_DEBUG"):
+                    raise
+                print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+                return 1
+
+        return wrapped
+
+    return decorate

@@ -1,0 +1,1 @@
+"""Scoring personalization: the personalize-then-score protocol, its reference methods, scores and summaries."""
