@@ -76,13 +76,10 @@ def evaluate(args):
     from dsaml.data.tasks import evaluation_tasks
     from dsaml.evaluation.protocol import evaluate_tasks, inner_loop
     from dsaml.evaluation.references import references_for
-    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+    from dsaml.inference.loading import load_model
 
     datasets.disable_progress_bars()
-    if args.untrained:
-        model = common.build_model("small").eval()
-    else:
-        model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.model).eval()
+    model = common.build_model("small").eval() if args.untrained else load_model(args.model)
     root = dataset_root(args.dataset)
     rows = load_pdmer(root, "pdmer_flat", split=args.partition)
     store = SongStore(rows, root, model.config, dataset_metadata(root).get("value_range", (-1.0, 1.0)))
@@ -96,6 +93,7 @@ def evaluate(args):
 
 def summarize_figures(args, model, results) -> dict:
     """Mean, spread and range of every score before / after, and the per-annotator rows."""
+    from dsaml.adaptation.config import personalization_config
     from dsaml.evaluation.summary import summarize
 
     records = [r.flat() for r in results]
@@ -115,9 +113,7 @@ def summarize_figures(args, model, results) -> dict:
         "model": args.model or "untrained small model (smoke test)", "label": args.label, "dataset": args.dataset,
         "partition": args.partition, "annotators": summary["annotators"], "tasks": len(records),
         "support_repeats": args.support_repeats, "summary": summary,
-        "adaptation_steps": model.config.adaptation_steps, "adaptation_lr": model.config.adaptation_lr,
-        "adaptation_share": list(model.config.adaptation_share),
-        "adaptation_max_delay": model.config.adaptation_max_delay,
+        "personalization": personalization_config(model).to_dict(),
         "max_query_songs": args.max_query_songs, "scores": spread,
         "annotators_ccc_improved": summary["annotators_ccc_improved"],
         "annotators_rmse_improved": summary["annotators_rmse_improved"],

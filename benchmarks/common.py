@@ -182,3 +182,12 @@ def random_batch(batch: int, steps: int, config, seed: int = 0) -> dict:
     labels = torch.rand(batch, steps, 2, generator=g) * 2 - 1
     mask = torch.ones(batch, steps, dtype=torch.long)
     return {"input_features": features, "attention_mask": mask, "labels": labels}
+
+
+def waveform(seconds: float, rate: int = 44100, seed: int = 0):
+    """A test signal: a 440 Hz tone with noise (never silent)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    return (0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)

@@ -226,14 +226,14 @@ def accuracy_protocol(f: dict) -> str:
 
 
 def share_sentence(share: list[float], piece: str, max_delay: int = 0) -> str:
-    """How much of the inner loop's step personalization keeps (`adaptation_share`), when not all of it, and the
-    longest reaction lag it fits (`adaptation_max_delay`), when any."""
-    lag = (f" The refit also fits the listener's reaction lag, up to {max_delay} steps (the model config's "
-           "`adaptation_max_delay`)." if max_delay else "")
+    """How much of the inner loop's step personalization keeps (the recipe's `share`), when not all of it, and the
+    longest reaction lag it fits (`max_delay`), when any."""
+    lag = (f" The refit also fits the listener's reaction lag, up to {max_delay} steps (the personalization "
+           "config's `max_delay`)." if max_delay else "")
     if share == [1.0, 1.0]:
         return lag
     return (f" Personalization keeps {share[0]:.2f} / {share[1]:.2f} (arousal / valence) of the inner loop's step on "
-            f"the support {piece}: the model config's `adaptation_share`, which the shipped configs choose on "
+            f"the support {piece}: the personalization config's `share`, which the shipped configs choose on "
             "the validation listeners (`calibrate_adaptation`)." + lag)
 
 
@@ -283,25 +283,36 @@ def ci(c: dict, digits: int = 3) -> str:
     return f"{c['mean']:.{digits}f} [{c['low']:.{digits}f}, {c['high']:.{digits}f}]"
 
 
+def recipe_of(p: dict) -> dict:
+    """The personalization recipe a result records: its `personalization` mapping, or (results written before the
+    recipe left the architecture config) its `adaptation_*` keys under the recipe's names."""
+    from dsaml.adaptation.config import LEGACY_FIELDS, PersonalizationConfig
+
+    if "personalization" in p:
+        return dict(p["personalization"])
+    legacy = {LEGACY_FIELDS[k]: v for k, v in p.items() if k in LEGACY_FIELDS}
+    return {**PersonalizationConfig().to_dict(), **legacy, "holdout": p.get("adaptation_holdout", 0.0)}
+
+
 def vgmidi_inner_loop(p: dict) -> str:
     """The personalization a VGMIDI result used, in words (results before the ridge method: SGD)."""
-    where = ", ".join(p["adapted_parameters"]) or "all parameters"
+    r = recipe_of(p)
+    where = ", ".join(r["adapted_parameters"]) or "all parameters"
     learned = p.get("learned_ridge")
     if learned:
         s, a = learned["strength"], learned["level_share"]
         text = (f"{where} refitted by the meta-learned ridge (strength {s['arousal']:.3g} / {s['valence']:.3g}, "
                 f"level share {a['arousal']:.2f} / {a['valence']:.2f}, arousal / valence)")
-    elif p.get("adaptation_method", "sgd") == "ridge":
-        text = f"{where} refitted by ridge (strength {p['adaptation_ridge']})"
+    elif r["method"] == "ridge":
+        text = f"{where} refitted by ridge (strength {r['ridge_strength']})"
     else:
-        text = f"{p['adaptation_steps']} inner steps at lr {p['adaptation_lr']} on {where}"
-    if p.get("adaptation_holdout"):
-        text += f", do-no-harm rule on the last {p['adaptation_holdout']:.0%} of the support piece"
-    share = p.get("adaptation_share", [1.0, 1.0])
-    if share != [1.0, 1.0]:
-        text += f", step kept {share[0]:.2f} / {share[1]:.2f} (`adaptation_share`)"
-    if p.get("adaptation_max_delay"):
-        text += f", reaction lag fitted up to {p['adaptation_max_delay']} steps (`adaptation_max_delay`)"
+        text = f"{r['steps']} inner steps at lr {r['learning_rate']} on {where}"
+    if r.get("holdout"):
+        text += f", do-no-harm rule on the last {r['holdout']:.0%} of the support piece"
+    if r["share"] != [1.0, 1.0]:
+        text += f", step kept {r['share'][0]:.2f} / {r['share'][1]:.2f} (`share`)"
+    if r["max_delay"]:
+        text += f", reaction lag fitted up to {r['max_delay']} steps (`max_delay`)"
     return text
 
 

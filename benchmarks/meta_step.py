@@ -25,6 +25,8 @@ import time
 
 import common
 
+from dsaml.adaptation.config import PersonalizationConfig
+
 
 def make_tasks(config, *, tasks: int, query: int, window: int, seed: int = 0):
     from dsaml.data.batches import TaskBatch
@@ -36,6 +38,10 @@ def make_tasks(config, *, tasks: int, query: int, window: int, seed: int = 0):
     ]
 
 
+def _recipe(steps: int, lr: float, adapted) -> PersonalizationConfig:
+    return PersonalizationConfig(steps=steps, learning_rate=lr, adapted_parameters=list(adapted or []))
+
+
 def outer_step_fn(model, tasks, algorithm, steps, lr, optimizer, reference=False, adapted=None):
     from reference_meta_step import reference_meta_gradient
 
@@ -45,7 +51,7 @@ def outer_step_fn(model, tasks, algorithm, steps, lr, optimizer, reference=False
         if reference:
             grads, _ = reference_meta_gradient(model, tasks, steps=steps, lr=lr, adapted=adapted)
         else:
-            grads, _ = meta_gradient(model, tasks, algorithm=algorithm, steps=steps, lr=lr, adapted=adapted)
+            grads, _ = meta_gradient(model, tasks, algorithm=algorithm, recipe=_recipe(steps, lr, adapted))
         apply_meta_gradient(model, grads)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -61,7 +67,7 @@ def max_grad_diff(model, tasks, steps, lr, adapted=None) -> dict:
 
     was_training = model.training
     model.train(not adapted)  # predictor-only: compare without dropout (see the module docstring)
-    ours, ours_stats = meta_gradient(model, tasks, algorithm="fomaml", steps=steps, lr=lr, adapted=adapted)
+    ours, ours_stats = meta_gradient(model, tasks, algorithm="fomaml", recipe=_recipe(steps, lr, adapted))
     ref, ref_stats = reference_meta_gradient(model, tasks, steps=steps, lr=lr, adapted=adapted)
     model.train(was_training)
     assert set(ours) == set(ref)

@@ -23,13 +23,13 @@ import copy
 
 import common
 import numpy as np
-from inference import waveform
 
 
 def bench(size: str, seconds: float, repeats: int) -> dict:
     import torch
 
     from dsaml import DSAMLFeatureExtractor
+    from dsaml.adaptation.config import personalization_config
     from dsaml.data.alignment import align, song_patches
     from dsaml.data.batches import support_batch
     from dsaml.personalization.personalize import personalized_copy
@@ -37,7 +37,7 @@ def bench(size: str, seconds: float, repeats: int) -> dict:
     model = common.build_model(size).eval()
     config = model.config
     extractor = DSAMLFeatureExtractor.from_model_config(config)
-    wave = waveform(seconds)
+    wave = common.waveform(seconds)
     frames = int(seconds * 2)
     rng = np.random.default_rng(0)
     arousal, valence = (np.clip(np.cumsum(rng.normal(0, 0.05, frames)), -1, 1) for _ in range(2))
@@ -52,11 +52,12 @@ def bench(size: str, seconds: float, repeats: int) -> dict:
 
     # the same model meta-trained to adapt its predictor only (as synthetic_small.yaml): one encoder pass
     predictor_model = copy.deepcopy(model)
-    predictor_model.config.adapted_parameters = ["predictor"]
+    recipe = personalization_config(model)
+    predictor_model.personalization_config = recipe.replace(adapted_parameters=["predictor"])
 
     def personalize(batch, m=model):
         with torch.enable_grad():
-            return personalized_copy(m, batch, seed=0)
+            return personalized_copy(m, batch, personalization_config(m), seed=0)
 
     personalize(support)  # warm-up
     personalize(support, predictor_model)
@@ -64,11 +65,11 @@ def bench(size: str, seconds: float, repeats: int) -> dict:
     with common.PeakRSS() as mem:
         adapt_t = common.timeit(lambda: personalize(support), warmup=0, repeats=repeats)
     e2e_t = common.timeit(lambda: personalize(features()), warmup=0, repeats=repeats)
-    steps = config.adaptation_steps
+    steps = recipe.steps
     out = {
         "model": size, "parameters": common.num_parameters(model), "song_seconds": seconds,
         "support_windows": int(support["input_features"].shape[0]), "window_steps": config.window_steps,
-        "adaptation_steps": steps, "adaptation_lr": config.adaptation_lr,
+        "adaptation_steps": steps, "adaptation_lr": recipe.learning_rate,
         "adapt_s": adapt_t["median_s"], "adapt_all_s": adapt_t["all_s"],
         "end_to_end_s": e2e_t["median_s"], "end_to_end_all_s": e2e_t["all_s"],
         "per_inner_step_s": adapt_t["median_s"] / max(steps, 1),

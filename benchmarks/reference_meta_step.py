@@ -25,6 +25,8 @@ from collections.abc import Sequence
 
 import torch
 
+from dsaml.adaptation.config import personalization_config
+
 
 def _task(model, task, steps: int, lr: float, adapted: Sequence[str] | None) -> tuple[dict[str, torch.Tensor], float]:
     learner = copy.deepcopy(model)  # learn2learn: maml.clone()
@@ -58,8 +60,9 @@ def reference_meta_gradient(model, tasks: Sequence, *, steps: int | None = None,
                             adapted: Sequence[str] | None = None):
     """First-order meta-gradient (mean over `tasks`, each a `dsaml.meta.TaskBatch`) computed with per-task deep
     copies and step-by-step SGD; returns (name -> gradient, {"query_loss": mean})."""
-    steps = model.config.adaptation_steps if steps is None else steps
-    lr = model.config.adaptation_lr if lr is None else lr
+    recipe = personalization_config(model)
+    steps = recipe.steps if steps is None else steps
+    lr = recipe.learning_rate if lr is None else lr
     total: dict[str, torch.Tensor] = {}
     losses = []
     for task in tasks:

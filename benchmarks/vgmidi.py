@@ -93,12 +93,12 @@ def personalization_effect(records: Sequence[dict], resamples: int, seed: int) -
 
 def personalization_figures(args, model, root) -> dict:
     """Every listener of the partition, both ways, through `dsaml.evaluation`; means, intervals, by level."""
+    from dsaml.adaptation.config import personalization_config
     from dsaml.data.datasets import annotator_songs, dataset_metadata, load_pdmer
     from dsaml.data.song_store import SongStore
     from dsaml.evaluation.protocol import evaluate_tasks, inner_loop
     from dsaml.evaluation.references import references_for
     from dsaml.evaluation.summary import summarize
-    from dsaml.personalization.personalize import default_delay, default_share
 
     rows = load_pdmer(root, "pdmer_flat", split=args.partition)
     store = SongStore(rows, root, model.config, dataset_metadata(root).get("value_range", (-1.0, 1.0)))
@@ -118,16 +118,9 @@ def personalization_figures(args, model, root) -> dict:
     listeners = list(records.values())
     return {
         "listeners": len(records), "tasks": len(results), "pieces": len(set(rows["song_id"])),
-        "adaptation_steps": args.adaptation_steps or model.config.adaptation_steps,
-        "adaptation_lr": args.adaptation_lr or model.config.adaptation_lr,
-        "adapted_parameters": list(model.config.adapted_parameters),
-        "adaptation_method": model.config.adaptation_method,
-        "adaptation_ridge": model.config.adaptation_ridge,
-        "adaptation_holdout": model.config.adaptation_holdout,
-        "adaptation_share": list(default_share(model.config, args.adaptation_steps or model.config.adaptation_steps,
-                                               args.adaptation_lr or model.config.adaptation_lr)),
-        "adaptation_max_delay": default_delay(model.config, args.adaptation_steps or model.config.adaptation_steps,
-                                              args.adaptation_lr or model.config.adaptation_lr),
+        # the recipe the listeners were personalized with (`dsaml.adaptation.config.PersonalizationConfig`)
+        "personalization": personalization_config(model).for_inner_loop(args.adaptation_steps,
+                                                                         args.adaptation_lr).to_dict(),
         **learned_ridge(model),
         "summary": summarize(results),
         "methods": method_table(listeners, args.resamples, args.seed),
@@ -141,12 +134,13 @@ def learned_ridge(model) -> dict:
     """The meta-learned ridge settings per dimension (`learn_adaptation_ridge`), or nothing."""
     import torch
 
+    from dsaml.adaptation.config import personalization_config
     from dsaml.adaptation.ridge import ridge_settings
 
     if getattr(model.predictor, "ridge", None) is None:
         return {}
     with torch.no_grad():
-        strength, share = (v.tolist() for v in ridge_settings(model))
+        strength, share = (v.tolist() for v in ridge_settings(model, personalization_config(model)))
     return {"learned_ridge": {"strength": dict(zip(DIMENSIONS, strength)), "level_share": dict(zip(DIMENSIONS, share))}}
 
 
@@ -187,8 +181,6 @@ def main() -> None:
     p.add_argument("--adaptation-steps", type=int, default=None,
                    help="inner steps (default: the model config's); compare settings on --partition validation")
     p.add_argument("--adaptation-lr", type=float, default=None, help="inner learning rate (default: the config's)")
-    p.add_argument("--adaptation-holdout", type=float, default=None,
-                   help="the do-no-harm rule's held-out share of the support piece (default: the config's; 0: off)")
     p.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -199,12 +191,10 @@ def main() -> None:
     import datasets
 
     from dsaml.data.datasets import dataset_root
-    from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+    from dsaml.inference.loading import load_model
 
     datasets.disable_progress_bars()
-    model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.model).eval()
-    if args.adaptation_holdout is not None:
-        model.config.adaptation_holdout = args.adaptation_holdout
+    model = load_model(args.model)
     root = dataset_root(args.dataset)
     figures = {"model": args.model, "dataset": args.dataset, "partition": args.partition,
                "dmer": dmer_figures(args, model, root), "personalization": personalization_figures(args, model, root)}

@@ -8,18 +8,31 @@ the song's length.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 
 from .harmonic_dsaml import NUM_HARMONIC_FEATURES
-from .resampling_dsaml import check_sampling_rate
+from .resampling_dsaml import Resampler, check_sampling_rate
 from .step_audio_dsaml import mono_waveform
 
-if TYPE_CHECKING:
-    from .feature_extraction_dsaml import DSAMLFeatureExtractor
-
 __all__ = ["StepFeatureStream"]
+
+
+class StepExtractor(Protocol):
+    """What the stream needs of its feature extractor (`DSAMLFeatureExtractor`, which creates the stream)."""
+
+    step_seconds: float
+    samples_per_step: int
+    silence_threshold: float
+    return_harmonic_features: bool
+    return_global_waveform: bool
+
+    def resampler(self, sampling_rate: int) -> Resampler: ...
+
+    def log_mel_patches(self, waveform: torch.Tensor) -> torch.Tensor: ...
+
+    def harmonic_patches(self, waveform: torch.Tensor) -> torch.Tensor: ...
 
 
 class StepFeatureStream:
@@ -31,7 +44,7 @@ class StepFeatureStream:
     `[samples]` or channels-first `[channels, samples]` (averaged, as the feature extractor does). Only complete
     steps are kept; `flush` raises a ValueError naming the input if the song was silent or shorter than one step."""
 
-    def __init__(self, extractor: DSAMLFeatureExtractor, sampling_rate: int, name: str = "audio"):
+    def __init__(self, extractor: StepExtractor, sampling_rate: int, name: str = "audio"):
         rate = check_sampling_rate(sampling_rate, name)
         self.name = name
         self.extractor = extractor

@@ -11,12 +11,19 @@ import torch
 from sizes import SMALL
 
 from dsaml import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
+from dsaml.adaptation.config import PersonalizationConfig
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 def small_config(**overrides) -> DSAMLConfig:
     return DSAMLConfig(**{**SMALL, **overrides})
+
+
+def with_recipe(model, **recipe):
+    """`model` with a `PersonalizationConfig` of `recipe` attached, as dsaml's loading and training attach it."""
+    model.personalization_config = PersonalizationConfig(**recipe)
+    return model
 
 
 @pytest.fixture
@@ -65,8 +72,8 @@ def trained_tiny(synthetic_tiny, tmp_path_factory) -> Path:
     from dsaml.training.meta import apply_meta_gradient, meta_gradient
 
     torch.manual_seed(0)
-    config = small_config(window_steps=20, inference_hop_steps=10, adaptation_steps=4, adaptation_lr=0.05)
-    model = DSAMLForDynamicEmotionRecognition(config)
+    config = small_config(window_steps=20, inference_hop_steps=10)
+    model = with_recipe(DSAMLForDynamicEmotionRecognition(config), steps=4, learning_rate=0.05)
     rows = load_pdmer(synthetic_tiny, "pdmer_flat", split="train")
     store = SongStore(rows, synthetic_tiny, config)
     sampler = TaskSampler(annotator_songs(rows), support_songs=1, query_songs=3, tasks_per_step=2, seed=0)
@@ -80,6 +87,7 @@ def trained_tiny(synthetic_tiny, tmp_path_factory) -> Path:
         optimizer.step()
     folder = tmp_path_factory.mktemp("trained") / "model"
     model.eval().save_pretrained(folder)
+    model.personalization_config.save_pretrained(folder)
     DSAMLFeatureExtractor.from_model_config(config).save_pretrained(folder)
     return folder
 
@@ -103,3 +111,5 @@ def shared_data_dir() -> Path | None:
 # The fake Hub of the end-to-end round trip (`hub`), and Hub uploads recorded at the HfApi boundary (`hub_uploads`).
 from hub_fixtures import hub  # noqa: E402,F401
 from hub_mocks import hub_uploads  # noqa: E402,F401
+# The training tests' reference run, shared by test_train.py and test_training_stages.py (one run per session).
+from training_run import cache, run  # noqa: E402,F401

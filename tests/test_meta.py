@@ -8,13 +8,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import small_config
+from conftest import small_config, with_recipe
 from torch import nn
 
 from dsaml import DSAMLForDynamicEmotionRecognition
+from dsaml.adaptation.config import PersonalizationConfig
 from dsaml.adaptation.tensors import functional_loss
 from dsaml.data.alignment import AlignedSong
 from dsaml.data.batches import TaskBatch, collate, concat_batches
+from dsaml.errors import ConfigError
 from dsaml.training.meta import apply_meta_gradient, meta_gradient, task_gradient
 
 
@@ -25,7 +27,8 @@ class Linear(nn.Module):
         super().__init__()
         self.w = nn.Parameter(torch.tensor([0.5, -1.0, 2.0][:dim], dtype=torch.float64))
         self.b = nn.Parameter(torch.tensor(0.3, dtype=torch.float64))
-        self.config = SimpleNamespace(adaptation_steps=steps, adaptation_lr=lr, adapted_parameters=list(adapted))
+        self.personalization_config = PersonalizationConfig(steps=steps, learning_rate=lr,
+                                                            adapted_parameters=list(adapted))
 
     def forward(self, input_features, labels=None, attention_mask=None, return_dict=True, **kwargs):
         prediction = input_features @ self.w + self.b
@@ -137,10 +140,9 @@ def _song(seed: int, steps: int, config) -> AlignedSong:
 
 @pytest.fixture(scope="module")
 def dsaml_task():
-    config = small_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, predictor_dropout=0.0,
-                          adaptation_steps=1, adaptation_lr=0.01)
+    config = small_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, predictor_dropout=0.0)
     torch.manual_seed(0)
-    model = DSAMLForDynamicEmotionRecognition(config).double()
+    model = with_recipe(DSAMLForDynamicEmotionRecognition(config).double(), steps=1, learning_rate=0.01)
     support = {k: v.double() if v.is_floating_point() else v for k, v in collate([_song(1, 12, config)]).items()}
     query = {k: v.double() if v.is_floating_point() else v
              for k, v in collate([_song(2, 12, config), _song(3, 9, config)]).items()}
@@ -184,7 +186,8 @@ def test_predictor_only_inner_loop_runs_the_encoder_once_with_the_same_gradients
     calls = []
     encode = model.dsaml.encode
     monkeypatch.setattr(model.dsaml, "encode", lambda *a, **k: calls.append(1) or encode(*a, **k))
-    got, _ = task_gradient(model, task, algorithm=algorithm, steps=2, adapted=["predictor"])
+    got, _ = task_gradient(model, task, algorithm=algorithm,
+                           recipe=PersonalizationConfig(steps=2, learning_rate=0.01, adapted_parameters=["predictor"]))
     assert len(calls) == 2  # once for the support (not once per inner step), once for the query
     for name, e in zip(names, expected):
         torch.testing.assert_close(got[name], e if e is not None else torch.zeros_like(got[name]),
@@ -195,8 +198,8 @@ def test_predictor_only_inner_loop_runs_the_encoder_once_with_the_same_gradients
 
 def test_task_seed_makes_dropout_reproducible():
     torch.manual_seed(0)
-    config = small_config(adaptation_steps=1)
-    model = DSAMLForDynamicEmotionRecognition(config)
+    config = small_config()
+    model = with_recipe(DSAMLForDynamicEmotionRecognition(config), steps=1)
     task = TaskBatch(collate([_song(1, 10, config)]), collate([_song(2, 10, config)]), seed=3)
     a, _ = task_gradient(model, task)
     torch.rand(5)  # the global RNG moves on; the task's gradient must not
@@ -240,7 +243,7 @@ def assert_encoder_gradient(model, grads, loss) -> None:
 
 
 def test_ridge_inner_loop_is_the_closed_form_and_its_gradient_is_exact(dsaml_task):
-    """adaptation_method="ridge": the output layer solved on the support features (checked against numpy), the
+    """method="ridge": the output layer solved on the support features (checked against numpy), the
     shift in the limit of a strong pull toward the meta-learned layer, and the meta-gradient equal to a finite
     difference through the solve (the solve is differentiated, not treated as a constant)."""
     from dsaml.adaptation.ridge import ridge_adapt
@@ -253,26 +256,22 @@ def test_ridge_inner_loop_is_the_closed_form_and_its_gradient_is_exact(dsaml_tas
     lam = 0.3 * np.trace(xc.T @ xc) / x.shape[1]
     w0 = out.weight.detach().numpy()
     expected = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ yc + lam * w0.T).T
-    got = ridge_adapt(model, task.support, fast, strength=0.3)
+    got = ridge_adapt(model, task.support, fast, RIDGE, strength=0.3)
     np.testing.assert_allclose(got["predictor.out.weight"].detach().numpy(), expected, rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(got["predictor.out.bias"].detach().numpy(), y.mean(0) - expected @ x.mean(0), atol=1e-10)
-    rigid = ridge_adapt(model, task.support, fast, strength=1e12)
+    rigid = ridge_adapt(model, task.support, fast, RIDGE, strength=1e12)
     np.testing.assert_allclose(rigid["predictor.out.weight"].detach().numpy(), w0, atol=1e-7)
     np.testing.assert_allclose(rigid["predictor.out.bias"].detach().numpy(), (y - x @ w0.T).mean(0), atol=1e-7)
 
-    model.config.adaptation_method, model.config.adaptation_ridge = "ridge", 0.3
-    try:
-        grads, _ = task_gradient(model, task, algorithm="fomaml", adapted=["predictor.out"])
-        assert_encoder_gradient(model, grads, lambda: functional_loss(
-            model, ridge_adapt(model, task.support, fast, strength=0.3), task.query))
-        with pytest.raises(ValueError, match="ridge inner loop adapts exactly"):
-            task_gradient(model, task, algorithm="fomaml", adapted=["predictor.dense"])
-    finally:
-        model.config.adaptation_method = "sgd"
+    grads, _ = task_gradient(model, task, algorithm="fomaml", recipe=RIDGE)
+    assert_encoder_gradient(model, grads, lambda: functional_loss(
+        model, ridge_adapt(model, task.support, fast, RIDGE, strength=0.3), task.query))
+    with pytest.raises(ConfigError, match="the ridge refit adapts the output layer"):
+        RIDGE.replace(adapted_parameters=["predictor.dense"])
 
 
 def test_a_lag_fitting_ridge_inner_loop_gets_the_gradient_at_its_delayed_refit(dsaml_task):
-    """With `adaptation_max_delay` the meta-training inner loop fits the support's lag too, and the meta-gradient
+    """With `max_delay` the meta-training inner loop fits the support's lag too, and the meta-gradient
     is the query loss's at the delayed refit (a finite difference; the chosen lag is locally constant)."""
     from dsaml.adaptation.ridge import ridge_adapt
     from dsaml.adaptation.tensors import DELAY
@@ -280,20 +279,17 @@ def test_a_lag_fitting_ridge_inner_loop_gets_the_gradient_at_its_delayed_refit(d
     model, task = dsaml_task
     out = model.predictor.out
     fast = {"predictor.out.weight": out.weight, "predictor.out.bias": out.bias}
-    model.config.adaptation_method, model.config.adaptation_ridge, model.config.adaptation_max_delay = "ridge", 0.3, 3
-    try:
-        refit = ridge_adapt(model, task.support, fast, strength=0.3, max_delay=3)
-        assert refit[DELAY].tolist() == [1, 1]  # this support's lag: the delayed path is what is differentiated
-        grads, _ = task_gradient(model, task, algorithm="fomaml", adapted=["predictor.out"])
+    lagged = RIDGE.replace(max_delay=3)
+    refit = ridge_adapt(model, task.support, fast, lagged)
+    assert refit[DELAY].tolist() == [1, 1]  # this support's lag: the delayed path is what is differentiated
+    grads, _ = task_gradient(model, task, algorithm="fomaml", recipe=lagged)
 
-        def query_loss():
-            moved = ridge_adapt(model, task.support, fast, strength=0.3, max_delay=3)
-            assert torch.equal(moved[DELAY], refit[DELAY])
-            return functional_loss(model, moved, task.query)
+    def query_loss():
+        moved = ridge_adapt(model, task.support, fast, lagged)
+        assert torch.equal(moved[DELAY], refit[DELAY])
+        return functional_loss(model, moved, task.query)
 
-        assert_encoder_gradient(model, grads, query_loss)
-    finally:
-        model.config.adaptation_method, model.config.adaptation_max_delay = "sgd", 0
+    assert_encoder_gradient(model, grads, query_loss)
 
 
 def test_base_loss_weight_adds_the_unadapted_query_gradient(dsaml_task):
@@ -313,7 +309,7 @@ def test_ridge_level_share_and_per_dimension_strength_by_hand(dsaml_task):
     """The level share moves the curve's level by that share of the support's mean residual, each dimension
     solves its own ridge with its own strength, and `learn_adaptation_ridge` reads both from the model."""
     from dsaml.adaptation.ridge import ridge_adapt
-    from dsaml.modeling.modeling_dsaml import RidgeSettings
+    from dsaml.modeling.predictor_dsaml import RidgeSettings
 
     model, task = dsaml_task
     out = model.predictor.out
@@ -322,7 +318,7 @@ def test_ridge_level_share_and_per_dimension_strength_by_hand(dsaml_task):
     xc, yc = x - x.mean(0), y - y.mean(0)
     w0, b0 = out.weight.detach().numpy(), out.bias.detach().numpy()
     strengths, shares = (0.2, 5.0), (0.25, 0.0)
-    got = ridge_adapt(model, task.support, fast, strength=strengths, level_share=shares)
+    got = ridge_adapt(model, task.support, fast, RIDGE, strength=strengths, level_share=shares)
     for d in range(2):
         lam = strengths[d] * np.trace(xc.T @ xc) / x.shape[1]
         w = np.linalg.solve(xc.T @ xc + lam * np.eye(x.shape[1]), xc.T @ yc[:, d] + lam * w0[d])
@@ -335,12 +331,12 @@ def test_ridge_level_share_and_per_dimension_strength_by_hand(dsaml_task):
         pytest.approx(float((x @ w0[1]).mean() + b0[1]), abs=1e-10))
 
     model.config.learn_adaptation_ridge = True
-    model.predictor.ridge = RidgeSettings(model.config).double()
+    model.predictor.ridge = RidgeSettings().double()
     try:
         with torch.no_grad():
             model.predictor.ridge.log_strength.copy_(torch.tensor(strengths, dtype=torch.float64).log())
             model.predictor.ridge.level_logit.copy_(torch.tensor([np.log(1 / 3), -40.0]))  # 0.25, ~0
-        learned = ridge_adapt(model, task.support, fast)
+        learned = ridge_adapt(model, task.support, fast, RIDGE)
         for name in RIDGE_OUT:
             torch.testing.assert_close(learned[name], got[name], rtol=1e-9, atol=1e-12)
     finally:
@@ -348,21 +344,23 @@ def test_ridge_level_share_and_per_dimension_strength_by_hand(dsaml_task):
 
 
 RIDGE_OUT = ("predictor.out.weight", "predictor.out.bias")
+RIDGE = PersonalizationConfig(method="ridge", ridge_strength=0.3, adapted_parameters=["predictor.out"], steps=1,
+                              learning_rate=0.01)
 
 
 def test_learned_ridge_settings_get_the_exact_meta_gradient(dsaml_task):
     """FOMAML through the ridge solve gives the learned strength and level share (log / logit scales) the
     gradient of the query loss: equal to a central finite difference."""
-    from dsaml.modeling.modeling_dsaml import RidgeSettings
+    from dsaml.modeling.predictor_dsaml import RidgeSettings
 
     model, task = dsaml_task
-    model.config.adaptation_method, model.config.adaptation_ridge = "ridge", 0.3
-    model.config.adaptation_level_share, model.config.learn_adaptation_ridge = 0.6, True
-    model.predictor.ridge = RidgeSettings(model.config).double()
+    model.config.learn_adaptation_ridge = True
+    model.predictor.ridge = RidgeSettings().double()
+    model.predictor.ridge.reset(0.3, 0.6)
     try:
         assert model.predictor.ridge()[0].tolist() == pytest.approx([0.3, 0.3])
         assert model.predictor.ridge()[1].tolist() == pytest.approx([0.6, 0.6])
-        grads, _ = task_gradient(model, task, algorithm="fomaml", adapted=["predictor.out"])
+        grads, _ = task_gradient(model, task, algorithm="fomaml", recipe=RIDGE)
         for name in ("predictor.ridge.log_strength", "predictor.ridge.level_logit"):
             param = dict(model.named_parameters())[name]
             for d in range(2):
@@ -370,7 +368,7 @@ def test_learned_ridge_settings_get_the_exact_meta_gradient(dsaml_task):
                 for sign in (1, -1):
                     with torch.no_grad():
                         param[d] += sign * 1e-6
-                    _, stats = task_gradient(model, task, algorithm="fomaml", adapted=["predictor.out"])
+                    _, stats = task_gradient(model, task, algorithm="fomaml", recipe=RIDGE)
                     losses.append(stats["query_loss"])
                     with torch.no_grad():
                         param[d] -= sign * 1e-6
@@ -378,6 +376,4 @@ def test_learned_ridge_settings_get_the_exact_meta_gradient(dsaml_task):
                 assert abs(numeric) > 1e-6  # the query loss does depend on every setting
                 assert float(grads[name][d]) == pytest.approx(numeric, rel=1e-4, abs=1e-9)
     finally:
-        model.predictor.ridge = None
-        model.config.adaptation_method, model.config.learn_adaptation_ridge = "sgd", False
-        model.config.adaptation_level_share = 1.0
+        model.predictor.ridge, model.config.learn_adaptation_ridge = None, False

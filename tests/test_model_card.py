@@ -11,6 +11,7 @@ import torch
 from conftest import small_config
 from huggingface_hub import ModelCard
 
+from dsaml.adaptation.config import PersonalizationConfig
 from dsaml.training.model_card import metrics_table, template, write_model_card
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,8 +43,8 @@ def test_template_is_single_sourced_and_packaged():
 
 
 def test_write_model_card_fills_everything(tmp_path):
-    config = small_config(adaptation_steps=16, adaptation_lr=0.005)
-    path = write_model_card(tmp_path / "best", config=config, metrics=METRICS,
+    config = small_config()
+    path = write_model_card(tmp_path / "best", config=config, recipe=PersonalizationConfig(), metrics=METRICS,
                             training_args={"meta_algorithm": "fomaml", "outer_lr": 1e-4, "tasks_per_step": 16},
                             dataset="deam")
     assert path == tmp_path / "best" / "README.md"
@@ -68,27 +69,28 @@ def test_card_names_the_ridge_inner_loop_and_its_learned_settings(tmp_path):
     """The ridge inner loop is described as such; meta-learned settings are read from the saved weights."""
     from dsaml.modeling import DSAMLForDynamicEmotionRecognition
 
-    ridge = dict(adaptation_method="ridge", adaptation_ridge=0.1, adapted_parameters=["predictor.out"])
-    fixed = write_model_card(tmp_path / "fixed", config=small_config(**ridge), metrics={}, training_args={},
+    ridge = PersonalizationConfig(method="ridge", ridge_strength=0.1, adapted_parameters=["predictor.out"])
+    fixed = write_model_card(tmp_path / "fixed", config=small_config(), recipe=ridge, metrics={}, training_args={},
                              dataset="synthetic:small").read_text()
     assert "refitted in closed form by ridge regression" in fixed and "(strength 0.1, share of the support " \
         "song's level 1.0)" in fixed and "SGD" not in fixed.split("## Training protocol")[1].split("\n- Loss")[0]
-    config = small_config(**ridge, adaptation_level_share=0.25, learn_adaptation_ridge=True)
+    config = small_config(learn_adaptation_ridge=True)
     model = DSAMLForDynamicEmotionRecognition(config)
     with torch.no_grad():
+        model.predictor.ridge.reset(1.0, 0.25)
         model.predictor.ridge.log_strength.copy_(torch.tensor([2.0, 0.5]).log())
     model.save_pretrained(tmp_path / "learned")
-    learned = write_model_card(tmp_path / "learned", config=config, metrics={}, training_args={},
+    learned = write_model_card(tmp_path / "learned", config=config, recipe=ridge, metrics={}, training_args={},
                                dataset="synthetic:small").read_text()
     assert ("meta-learned per dimension (arousal / valence): pull 2 / 0.5, share of the support song's level "
             "0.25 / 0.25") in learned and "with it, the listener's reaction lag" not in learned
-    lagged = write_model_card(tmp_path / "lagged", config=small_config(**ridge, adaptation_max_delay=4), metrics={},
-                              training_args={}, dataset="synthetic:small").read_text()
+    lagged = write_model_card(tmp_path / "lagged", config=small_config(), recipe=ridge.replace(max_delay=4),
+                              metrics={}, training_args={}, dataset="synthetic:small").read_text()
     assert "level 1.0); with it, the listener's reaction lag (0 to 4 steps of 0.5 s, the one that fits" in lagged
 
 
 def test_synthetic_card_is_apache_and_metrics_table_handles_any_keys(tmp_path):
-    path = write_model_card(tmp_path, config=small_config(), metrics={}, training_args={}, dataset="synthetic:small")
+    path = write_model_card(tmp_path, config=small_config(), recipe=PersonalizationConfig(), metrics={}, training_args={}, dataset="synthetic:small")
     data = ModelCard.load(path).data.to_dict()
     assert data["license"] == "apache-2.0" and "model-index" not in data
     assert "No metrics were recorded" in path.read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 
@@ -11,10 +12,12 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
-from conftest import small_config, tone
+from conftest import small_config, tone, with_recipe
 from torch import nn
 
 from dsaml import DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
+from dsaml.adaptation.config import READ_OUT_TENSORS as READ_OUT
+from dsaml.adaptation.config import PersonalizationConfig
 from dsaml.commands.personalize import main
 from dsaml.data.alignment import align, song_patches
 from dsaml.data.annotation_files import read_annotations
@@ -29,7 +32,6 @@ from dsaml.personalization.adapters import (
     save_lora,
 )
 from dsaml.personalization.personalize import personalize_audio, personalize_song
-from dsaml.personalization.shrinkage import READ_OUT
 
 SR = 22050
 SECONDS = 6.0  # 12 steps = one window
@@ -40,11 +42,16 @@ def _linear_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
 
 
+RECIPE = {f.name for f in dataclasses.fields(PersonalizationConfig)}
+
+
 def _model(seed: int = 0, **overrides) -> DSAMLForDynamicEmotionRecognition:
+    """A small model with the recipe of `overrides`' personalization settings (4 SGD steps at 0.05 by default)."""
     torch.manual_seed(seed)
-    config = small_config(window_steps=WINDOW, inference_hop_steps=6, adaptation_steps=4, adaptation_lr=0.05,
-                          **overrides)
-    return DSAMLForDynamicEmotionRecognition(config).eval()
+    config = small_config(window_steps=WINDOW, inference_hop_steps=6,
+                          **{k: v for k, v in overrides.items() if k not in RECIPE})
+    recipe = {"steps": 4, "learning_rate": 0.05, **{k: v for k, v in overrides.items() if k in RECIPE}}
+    return with_recipe(DSAMLForDynamicEmotionRecognition(config).eval(), **recipe)
 
 
 def _curve(steps: int, phase: float) -> tuple[np.ndarray, np.ndarray]:
@@ -120,43 +127,38 @@ def test_personalization_lowers_support_loss_and_changes_only_adapted(base, extr
     assert all(torch.equal(again.fast_weights[n], full.fast_weights[n]) for n in full.fast_weights)
 
 
-def test_the_do_no_harm_rule_keeps_the_base_when_the_step_hurts_and_otherwise_blends_each_dimension(extractor,
-                                                                                                     songs):
-    from dsaml.data.alignment import AlignedSong
-    from dsaml.personalization.shrinkage import SHRINKAGE_GRID, fold_per_dimension, split_in_time
+def test_a_share_of_the_read_out_change_is_exactly_the_blend_of_the_curves_per_dimension(extractor, songs):
+    from dsaml.personalization.shrinkage import fold_per_dimension, shrink
 
-    careful = _model(adaptation_holdout=1 / 3, adapted_parameters=["predictor.dense", "predictor.out"])
-    base_params = dict(careful.named_parameters())
-    harmful = personalize_audio(careful, extractor, *songs["alice"], user="alice", lr=50.0)
-    mse = harmful.info["held_out_mse"]
-    assert harmful.info["held_out_steps"] == 4 and harmful.info["shrinkage_per_dimension"]  # last 4 of 12 steps
-    for d in range(2):
-        assert mse["0"][d] < mse["1"][d]
-        assert harmful.info["shrinkage"][d] == min(SHRINKAGE_GRID, key=lambda a: mse[f"{a:g}"][d]) == 0.0
-    assert all(torch.equal(v, base_params[n]) for n, v in harmful.fast_weights.items())
-
-    # a given (arousal, valence) share: the folded read-out predicts exactly the blend of the two curves
-    plain = personalize_audio(_model(adapted_parameters=["predictor.dense", "predictor.out"]), extractor,
-                              *songs["alice"], user="alice")
+    read_out = _model(adapted_parameters=["predictor.dense", "predictor.out"])
+    base_params = dict(read_out.named_parameters())
+    plain = personalize_audio(read_out, extractor, *songs["alice"], user="alice")
     assert plain.info["shrinkage"] == [1.0, 1.0]
     inputs = _features(extractor, songs["other"][0])
-    folded = copy.deepcopy(careful)
+    folded = copy.deepcopy(read_out)
     with torch.no_grad():
         for name, value in fold_per_dimension(base_params, plain.fast_weights, (0.25, 0.75)).items():
             dict(folded.named_parameters())[name].copy_(value)
-    before, after = _predict(careful, inputs), _predict(plain.model, inputs)
+    before, after = _predict(read_out, inputs), _predict(plain.model, inputs)
     expected = before + torch.tensor([0.25, 0.75]) * (after - before)
     torch.testing.assert_close(_predict(folded, inputs), expected, rtol=0, atol=1e-5)
     assert not torch.allclose(expected[..., 0], after[..., 0], atol=1e-4)
 
-    # a single share for every weight when the inner loop adapts more than the read-out
-    wide = personalize_audio(_model(adaptation_holdout=1 / 3), extractor, *songs["alice"], user="alice", lr=50.0)
-    assert not wide.info["shrinkage_per_dimension"] and wide.info["shrinkage"] == [0.0, 0.0]
-    # songs too short to judge on keep the plain inner loop
-    ten = AlignedSong("s", "a", torch.zeros(10, 3, 4), torch.zeros(10, 2), 0)
-    assert split_in_time(ten, 1 / 3) is None
-    begin, end = split_in_time(AlignedSong("s", "a", torch.zeros(20, 3, 4), torch.zeros(20, 2), 6), 0.3)
-    assert (begin.num_steps, end.num_steps, end.start_step) == (14, 6, 20)
+    # the recipe's share, applied by personalization itself
+    halved = _model(adapted_parameters=["predictor.dense", "predictor.out"], share=[0.25, 0.75])
+    shared = personalize_audio(halved, extractor, *songs["alice"], user="alice")
+    assert shared.info["shrinkage"] == [0.25, 0.75]
+    torch.testing.assert_close(_predict(shared.model, inputs), expected, rtol=0, atol=1e-5)
+
+    # every weight adapted: one share for all of them, never one per dimension
+    wide = _model()
+    everything = personalize_audio(wide, extractor, *songs["alice"], user="alice")
+    with pytest.raises(ValueError, match="need an inner loop that adapts only the predictor's linear read-out"):
+        shrink(wide, everything.fast_weights, (0.25, 0.75))
+    half = shrink(wide, everything.fast_weights, (0.5, 0.5))
+    base_wide = dict(wide.named_parameters())
+    name = next(iter(half))
+    torch.testing.assert_close(half[name], base_wide[name] + 0.5 * (everything.fast_weights[name] - base_wide[name]))
 
 
 @pytest.mark.parametrize("cues,adapted", [(False, READ_OUT), (True, READ_OUT), (True, READ_OUT[2:])])
@@ -277,8 +279,7 @@ def test_unknown_user_and_other_base_raise(tmp_path, base, alice):
     info = json.loads((tmp_path / "adapters" / "alice" / ADAPTER_INFO).read_text())
     assert len(info["base_fingerprint"]) == 64 and info["adaptation_share"] == [1.0, 1.0]
     # the same weights recalibrated: the adapter still loads (it keeps what it was made with), with a warning
-    recalibrated = _model()
-    recalibrated.config.adaptation_share = [0.5, 0.5]
+    recalibrated = _model(share=[0.5, 0.5])
     with pytest.warns(UserWarning, match=r"made when the model kept \[1.0, 1.0\].*now keeps \[0.5, 0.5\]"):
         load_personalized(None, tmp_path / "adapters", "alice", model=recalibrated)
 
@@ -346,9 +347,9 @@ def test_cli_personalize_lora_and_full(tmp_path, base, extractor, songs, capsys)
 def test_cli_personalize_reports_the_lag_it_stored(tmp_path, extractor, songs, capsys):
     """With a lag-fitting ridge refit, a listener who hears the model's own curve rescaled and 1 s late gets that
     lag: the adapter records it and `dsaml personalize` prints it."""
-    model = _model(adaptation_method="ridge", adapted_parameters=["predictor.out"], adaptation_max_delay=3,
-                   adaptation_ridge=1e-6)
+    model = _model(method="ridge", adapted_parameters=["predictor.out"], max_delay=3, ridge_strength=1e-6)
     model.save_pretrained(tmp_path / "model")
+    model.personalization_config.save_pretrained(tmp_path / "model")
     extractor.save_pretrained(tmp_path / "model")
     audio, _ = songs["bob"]
     with torch.no_grad():

@@ -18,13 +18,14 @@ from dsaml.data.song_store import SongStore
 from dsaml.data.tasks import evaluation_tasks
 from dsaml.evaluation.protocol import evaluate_tasks, inner_loop
 from dsaml.evaluation.summary import summarize
+from dsaml.inference.loading import load_model
 from dsaml.inference.songs import predict_songs
 from dsaml.modeling import DSAMLConfig, DSAMLForDynamicEmotionRecognition
 from dsaml.personalization.adapters import load_personalized, save_full, save_lora
 from dsaml.personalization.personalize import personalize_song
 from dsaml.training.calibration import calibrate_share
 
-RIDGE = {"adaptation_method": "ridge", "adapted_parameters": ["predictor.out"], "adaptation_ridge": 0.1}
+RIDGE = {"method": "ridge", "adapted_parameters": ["predictor.out"], "ridge_strength": 0.1}
 
 
 def test_the_delay_moves_each_dimension_late_and_holds_the_first_value():
@@ -47,10 +48,9 @@ def ridge_tiny(synthetic_tiny, trained_tiny):
     return trained_tiny, store, tasks
 
 
-def _model(folder, **config) -> DSAMLForDynamicEmotionRecognition:
-    model = DSAMLForDynamicEmotionRecognition.from_pretrained(folder).eval()
-    for key, value in {**RIDGE, **config}.items():
-        setattr(model.config, key, value)
+def _model(folder, **recipe) -> DSAMLForDynamicEmotionRecognition:
+    model = load_model(folder)
+    model.personalization_config = model.personalization_config.replace(**{**RIDGE, **recipe})
     return model
 
 
@@ -64,16 +64,18 @@ def test_the_ridge_refit_finds_the_lag_of_a_delayed_listener(ridge_tiny, lag):
     with torch.no_grad():
         own = model(input_features=batch["input_features"], harmonic_features=batch.get("harmonic_features")).logits
         batch["labels"] = model.predictor.delay(1.5 * own + 0.2, torch.tensor([lag, lag]))
-    fast = {n: p.detach() for n, p in adaptable_parameters(model).items()}
+    recipe = model.personalization_config
+    fast = {n: p.detach() for n, p in adaptable_parameters(model, recipe.adapted_parameters).items()}
     with torch.no_grad():
-        refit = ridge_adapt(model, batch, fast, strength=1e-6, max_delay=5)
+        refit = ridge_adapt(model, batch, fast, recipe.replace(max_delay=5), strength=1e-6)
         assert refit[DELAY].tolist() == [lag, lag]
         predicted = model.predictor.delay(torch.nn.functional.linear(
             _readout(model, batch), refit["predictor.out.weight"], refit["predictor.out.bias"]), refit[DELAY])
         assert float((predicted - batch["labels"]).abs().max()) < 1e-3
         if lag:
-            assert ridge_adapt(model, batch, fast, strength=1e-6, max_delay=lag - 1)[DELAY].tolist() == [lag - 1] * 2
-        assert DELAY not in ridge_adapt(model, batch, fast)  # no lag allowed: none fitted
+            shorter = recipe.replace(max_delay=lag - 1)
+            assert ridge_adapt(model, batch, fast, shorter, strength=1e-6)[DELAY].tolist() == [lag - 1] * 2
+        assert DELAY not in ridge_adapt(model, batch, fast, recipe)  # no lag allowed: none fitted
 
 
 def _readout(model, batch):
@@ -84,7 +86,7 @@ def _readout(model, batch):
 
 def test_a_personalization_with_a_lag_predicts_the_same_saved_whole_or_as_an_adapter(ridge_tiny, tmp_path):
     folder, store, tasks = ridge_tiny
-    model = _model(folder, adaptation_max_delay=4)
+    model = _model(folder, max_delay=4)
     support, query = store.songs(tasks[0].support), store.songs(tasks[0].query)
     result = personalize_song(model, support, user="ana", seed=tasks[0].seed)
     lag = result.info["delay_steps"]
@@ -103,7 +105,7 @@ def test_a_personalization_with_a_lag_predicts_the_same_saved_whole_or_as_an_ada
     # a dimension that keeps none of the change keeps no lag either; another inner loop gets none
     half = personalize_song(model, support, share=(0.0, 1.0), seed=tasks[0].seed)
     assert half.info["delay_steps"] == [0, lag[1]]
-    assert personalize_song(model, support, steps=model.config.adaptation_steps + 1).info["delay_steps"] == [0, 0]
+    assert personalize_song(model, support, steps=model.personalization_config.steps + 1).info["delay_steps"] == [0, 0]
 
 
 def test_the_calibrated_lag_and_share_score_what_the_calibration_said(ridge_tiny):
@@ -114,7 +116,7 @@ def test_the_calibrated_lag_and_share_score_what_the_calibration_said(ridge_tiny
     assert info["delays"][max_delay]["rmse_calibrated"] == min(d["rmse_calibrated"] for d in info["delays"].values())
     for lag in (0, 3):  # each candidate's calibrated RMSE is what personalization with it scores
         lag_share, lag_info = calibrate_share(model, store, tasks, delays=(lag,))[0::2]
-        model.config.adaptation_share, model.config.adaptation_max_delay = list(lag_share), lag
+        model.personalization_config = model.personalization_config.replace(share=list(lag_share), max_delay=lag)
         for mode in ("full", "lora"):
             scored = summarize(evaluate_tasks(model, store, tasks, inner_loop(mode=mode)))
             for dim in ("arousal", "valence"):
@@ -142,7 +144,7 @@ def test_users_with_different_lags_switch_with_their_adapters(ridge_tiny, tmp_pa
     from dsaml.personalization.adapters import add_user
 
     folder, store, tasks = ridge_tiny
-    model = _model(folder, adaptation_max_delay=4)
+    model = _model(folder, max_delay=4)
     query = store.songs(tasks[0].query)
     window, hop = model.config.window_steps, model.config.hop_steps
     expected = {}
@@ -171,12 +173,3 @@ def test_adapters_made_before_the_lag_existed_still_match_their_base(trained_tin
     assert base_fingerprint(model) == base_fingerprint(before)
     model.predictor.delay.steps.fill_(2)
     assert base_fingerprint(model) != base_fingerprint(before)
-
-
-def test_no_lag_is_calibrated_where_the_do_no_harm_rule_is_on(ridge_tiny):
-    folder, store, tasks = ridge_tiny
-    model = _model(folder, adaptation_holdout=0.3)
-    share, lag, info = calibrate_share(model, store, tasks[:2])
-    assert lag == 0 and list(info["delays"]) == [0]
-    with pytest.raises(ValueError, match="cannot be combined"):
-        personalize_song(model, store.songs(tasks[0].support), max_delay=2)

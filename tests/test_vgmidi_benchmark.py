@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from dsaml.adaptation.config import PersonalizationConfig
 from dsaml.data.alignment import AlignedSong
 from dsaml.evaluation.protocol import reference_points
 from dsaml.evaluation.references import CrowdReferences
@@ -106,7 +107,7 @@ def test_benchmark_on_a_miniature_release(tmp_path):
     """The whole script's figures on the VGMIDI builder's miniature release and a tiny untrained model."""
     from argparse import Namespace
 
-    from conftest import small_config
+    from conftest import small_config, with_recipe
     from test_datasets_vgmidi import FRACTIONS, RATE, write_release
 
     from dsaml.data.datasets import load_dmer
@@ -118,14 +119,16 @@ def test_benchmark_on_a_miniature_release(tmp_path):
     torch.manual_seed(0)
     model = DSAMLForDynamicEmotionRecognition(small_config(
         window_steps=4, inference_hop_steps=4, local_context_steps=2, global_context_steps=3,
-        global_context_seconds=2.0, adapted_parameters=["predictor.out"], adaptation_steps=2,
-        adaptation_method="ridge", adaptation_ridge=0.1, adaptation_level_share=0.5,
-        learn_adaptation_ridge=True)).eval()
+        global_context_seconds=2.0, learn_adaptation_ridge=True)).eval()
+    model.predictor.ridge.reset(0.1, 0.5)
+    with_recipe(model, adapted_parameters=["predictor.out"], steps=2, method="ridge", ridge_strength=0.1,
+                level_share=0.5)
     args = Namespace(partition="test", max_annotators=None, adaptation_steps=None, adaptation_lr=None,
                      resamples=20, seed=0)
     figures = bench.personalization_figures(args, model, root)
-    assert (figures["adaptation_method"], figures["adaptation_ridge"], figures["adaptation_holdout"],
-            figures["adaptation_share"], figures["adaptation_max_delay"]) == ("ridge", 0.1, 0.0, [1.0, 1.0], 0)
+    recipe = figures["personalization"]
+    assert (recipe["method"], recipe["ridge_strength"], recipe["share"], recipe["max_delay"]) == (
+        "ridge", 0.1, [1.0, 1.0], 0)
     learned = figures["learned_ridge"]  # the model's own settings (here still their starting values)
     assert learned["strength"] == pytest.approx({"arousal": 0.1, "valence": 0.1})
     assert learned["level_share"] == pytest.approx({"arousal": 0.5, "valence": 0.5})
@@ -159,8 +162,12 @@ def test_table_names_the_inner_loop_the_result_used():
         "predictor.out refitted by the meta-learned ridge (strength 12.3 / 0.5, level share 0.03 / 0.40, "
         "arousal / valence)")
     assert make_table.vgmidi_inner_loop({**ridge, "adaptation_share": [0.0, 0.25]}) == (
-        "predictor.out refitted by ridge (strength 0.1), step kept 0.00 / 0.25 (`adaptation_share`)")
-    assert make_table.vgmidi_inner_loop({**ridge, "adaptation_max_delay": 6}) == (
-        "predictor.out refitted by ridge (strength 0.1), reaction lag fitted up to 6 steps (`adaptation_max_delay`)")
+        "predictor.out refitted by ridge (strength 0.1), step kept 0.00 / 0.25 (`share`)")
+    # results written after the recipe left the architecture config record it whole
+    current = {"personalization": {**PersonalizationConfig(method="ridge", ridge_strength=0.1,
+                                                            adapted_parameters=["predictor.out"]).to_dict(),
+                                   "max_delay": 6}}
+    assert make_table.vgmidi_inner_loop(current) == (
+        "predictor.out refitted by ridge (strength 0.1), reaction lag fitted up to 6 steps (`max_delay`)")
     assert make_table.share_sentence([1.0, 1.0], "song", 4) == (
-        " The refit also fits the listener's reaction lag, up to 4 steps (the model config's `adaptation_max_delay`).")
+        " The refit also fits the listener's reaction lag, up to 4 steps (the personalization config's `max_delay`).")

@@ -1,10 +1,13 @@
 """Every exception dsaml raises on purpose, in one place at the bottom of the package (standard library only).
 
 Each one is a `ValueError` (or the `OSError` / `KeyError` a caller would expect) whose message names the input
-and what is wrong with it; `dsaml.commands.boundary` prints them as one line. `one_line` flattens a message.
+and what is wrong with it. `expected_errors` adds the libraries' exceptions for bad files, which the command line
+(`dsaml.commands.boundary`) and the demo page show as one line (`one_line`); anything else is a bug.
 """
 
 from __future__ import annotations
+
+import csv
 
 __all__ = [
     "AdapterError",
@@ -19,6 +22,7 @@ __all__ = [
     "TaskError",
     "UnknownUserError",
     "UserNameError",
+    "expected_errors",
     "one_line",
 ]
 
@@ -82,7 +86,21 @@ class CurveError(ValueError):
         self.detail = detail
 
 
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The exception types bad input raises (third-party ones imported when an error is caught: `dsaml --help`
+    must not import them)."""
+    import yaml
+    from huggingface_hub.errors import StrictDataclassError  # an invalid DSAMLConfig value
+    from safetensors import SafetensorError
+
+    return ValueError, OSError, csv.Error, yaml.YAMLError, SafetensorError, StrictDataclassError, UnknownUserError
+
+
 def one_line(exc: BaseException) -> str:
-    """The message of `exc` on one line (library messages sometimes span several)."""
+    """The message of `exc` on one line (library messages sometimes span several). A strict dataclass's
+    validation error (huggingface_hub) wraps the error its validator raised: that error's message is the one
+    that names the field."""
+    while type(exc).__name__.startswith("StrictDataclass") and exc.__cause__ is not None:
+        exc = exc.__cause__
     text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
     return text or type(exc).__name__

@@ -1,9 +1,10 @@
-"""The meta-learned inner loop: SGD on functional fast weights.
+"""The meta-learned inner loop: SGD on functional fast weights, or the ridge refit, as the recipe says.
 
-Meta-training (every algorithm in `dsaml.meta`) and personalization (`dsaml.personalize`) both adapt through
-`adapt`, so a listener is personalized with exactly the steps, learning rate and parameter subset the model was
-meta-trained with. Fast weights are plain tensors passed to `torch.func.functional_call`; the module's own
-parameters are never modified, which keeps the outer optimizer (and DDP) oblivious to the inner loop.
+Meta-training (every algorithm in `dsaml.training.meta`) and personalization (`dsaml.personalization`) both adapt
+through `adapt` with the model's `PersonalizationConfig`, so a listener is personalized with exactly the steps,
+learning rate and parameter subset the model was meta-trained with. Fast weights are plain tensors passed to
+`torch.func.functional_call`; the module's own parameters are never modified, which keeps the outer optimizer
+(and DDP) oblivious to the inner loop.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from dsaml.adaptation.config import PersonalizationConfig, personalization_config
 from dsaml.adaptation.ridge import ridge_adapt
 from dsaml.adaptation.tensors import adaptable_parameters, functional_loss
 
@@ -23,37 +25,29 @@ __all__ = ["PREDICTOR", "adapt", "adapts_predictor_only"]
 def adapt(
     model: nn.Module,
     support: Mapping[str, torch.Tensor],
+    recipe: PersonalizationConfig | None = None,
     *,
-    steps: int | None = None,
-    lr: float | None = None,
     params: Mapping[str, torch.Tensor] | None = None,
     second_order: bool = False,
-    max_delay: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Run `steps` SGD steps of size `lr` on the support batch and return the fast weights (or, for
-    `config.adaptation_method == "ridge"`, the closed-form output layer of `ridge_adapt`).
+    """The fast weights after the recipe's inner loop on the support batch: `recipe.steps` SGD steps of size
+    `recipe.learning_rate`, or for `recipe.method == "ridge"` the closed-form output layer of `ridge_adapt` (with
+    a reaction lag of up to `recipe.max_delay` steps).
 
     Args:
         model: the (unwrapped) model; it is not modified.
-        support: a model batch with `labels` (see `dsaml.batches.collate`).
-        steps, lr: default to `model.config.adaptation_steps` / `adaptation_lr`.
-        params: starting weights (default: `adaptable_parameters(model)`, i.e. the meta-parameters themselves).
+        support: a model batch with `labels` (see `dsaml.data.batches.collate`).
+        recipe: default `personalization_config(model)`.
+        params: starting weights (default: `adaptable_parameters(model, recipe.adapted_parameters)`).
         second_order: keep the graph through the inner updates (MAML); first-order otherwise (FOMAML, Reptile,
             personalization), where each step's gradient is treated as a constant.
-        max_delay: the ridge refit also chooses the listener's reaction lag up to this many steps
-            (`ridge_adapt`; personalization and meta-training pass `config.adaptation_max_delay`).
     """
-    config = getattr(model, "config", None)
-    steps = steps if steps is not None else config.adaptation_steps
-    lr = lr if lr is not None else config.adaptation_lr
-    if steps < 0:
-        raise ValueError(f"adaptation steps must be >= 0, got {steps}")
-    fast = dict(params if params is not None else adaptable_parameters(model))
+    recipe = personalization_config(model) if recipe is None else recipe
+    steps, lr = recipe.steps, recipe.learning_rate
+    fast = dict(params if params is not None else adaptable_parameters(model, recipe.adapted_parameters))
     names = list(fast)
-    if getattr(config, "adaptation_method", "sgd") == "ridge":
-        return ridge_adapt(model, support, fast, max_delay=max_delay)
-    if max_delay:
-        raise ValueError("a reaction-lag delay (max_delay) is chosen by the ridge refit: set adaptation_method: ridge")
+    if recipe.method == "ridge":
+        return ridge_adapt(model, support, fast, recipe)
     if steps and adapts_predictor_only(model, names):
         return _adapt_predictor(model, support, fast, steps=steps, lr=lr, second_order=second_order)
     for _ in range(steps):

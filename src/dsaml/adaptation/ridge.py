@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import torch
 
+from dsaml.adaptation.config import PersonalizationConfig
 from dsaml.adaptation.tensors import DELAY
 
 __all__ = ["RIDGE_PARAMETERS", "readout_inputs", "ridge_adapt", "ridge_penalty", "ridge_settings"]
@@ -19,16 +20,15 @@ __all__ = ["RIDGE_PARAMETERS", "readout_inputs", "ridge_adapt", "ridge_penalty",
 RIDGE_PARAMETERS = ("predictor.out.weight", "predictor.out.bias")
 
 
-def ridge_settings(model) -> tuple[torch.Tensor, torch.Tensor]:
+def ridge_settings(model, recipe: PersonalizationConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The ridge inner loop's (strength, level share) per dimension, `[2]` each: the meta-learned ones of
-    `predictor.ridge` (`config.learn_adaptation_ridge`), else the config's."""
+    `predictor.ridge` (`config.learn_adaptation_ridge`), else the recipe's."""
     learned = getattr(model.predictor, "ridge", None)
     if learned is not None:
         return learned()
-    config = model.config
     dims = model.predictor.out.out_features
-    return (torch.full((dims,), float(config.adaptation_ridge), dtype=torch.float64),
-            torch.full((dims,), float(getattr(config, "adaptation_level_share", 1.0)), dtype=torch.float64))
+    return (torch.full((dims,), float(recipe.ridge_strength), dtype=torch.float64),
+            torch.full((dims,), float(recipe.level_share), dtype=torch.float64))
 
 
 def readout_inputs(model, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -46,8 +46,8 @@ def ridge_penalty(gram: torch.Tensor, strength: torch.Tensor | float) -> torch.T
     return strength * torch.trace(gram).clamp_min(1e-12) / gram.shape[0]
 
 
-def ridge_adapt(model, support, fast, *, strength=None, level_share=None,
-                max_delay: int = 0) -> dict[str, torch.Tensor]:
+def ridge_adapt(model, support, fast, recipe: PersonalizationConfig, *, strength=None,
+                level_share=None) -> dict[str, torch.Tensor]:
     """The output layer refitted in closed form on the support batch (the `"ridge"` inner loop).
 
     With the predictor's last hidden features X (centred over the support's labelled steps) and labels Y, for
@@ -64,40 +64,48 @@ def ridge_adapt(model, support, fast, *, strength=None, level_share=None,
     to the encoder and to learned settings alike, whichever algorithm (`fomaml` or `maml`) drives it.
     `strength` / `level_share` (floats or `[2]`) replace the model's settings.
 
-    With `max_delay` > 0 (`config.adaptation_max_delay`) the listener's reaction lag is fitted too: the refit
-    is solved with X delayed by each lag of 0..max_delay steps within the windows (as `predictor.delay` delays
-    the output curve), and the lag whose refit leaves the smallest squared error on the support song, both
-    dimensions together, is kept in the fast weights' `predictor.delay.steps` (a choice, not differentiated:
-    the meta-gradient is the refit's at the chosen lag)."""
+    With `recipe.max_delay` > 0 the listener's reaction lag is fitted too: the refit is solved with X delayed by
+    each lag of 0..max_delay steps within the windows (as `predictor.delay` delays the output curve), and the lag
+    whose refit leaves the smallest squared error on the support song, both dimensions together, is kept in the
+    fast weights' `predictor.delay.steps` (a choice, not differentiated: the meta-gradient is the refit's at the
+    chosen lag)."""
     if sorted(fast) != sorted(RIDGE_PARAMETERS):
         raise ValueError(f"the ridge inner loop adapts exactly {list(RIDGE_PARAMETERS)}; set adapted_parameters: "
                          f"[predictor.out] (got {sorted(fast)})")
+
     def per_dimension(value, default: torch.Tensor) -> torch.Tensor:
         return default if value is None else torch.as_tensor(value, dtype=torch.float64).expand(default.shape)
 
-    default_strength, default_share = ridge_settings(model)
+    default_strength, default_share = ridge_settings(model, recipe)
     strength, level_share = per_dimension(strength, default_strength), per_dimension(level_share, default_share)
-    mask = support.get("attention_mask")
     features = readout_inputs(model, support)
     keep = torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
-    for m in (mask, support.get("labels_mask")):
+    for m in (support.get("attention_mask"), support.get("labels_mask")):
         if m is not None:
             keep = keep & m.bool()
-    labels = support["labels"][keep].double()
-    w0, b0 = fast["predictor.out.weight"].double(), fast["predictor.out.bias"].double()
+    lag, weight, bias = _fit_with_lag(model, features, keep, support["labels"][keep].double(),
+                                      fast["predictor.out.weight"].double(), fast["predictor.out.bias"].double(),
+                                      strength, level_share, int(recipe.max_delay))
+    dtype = fast["predictor.out.weight"].dtype
+    out = {"predictor.out.weight": weight.to(dtype), "predictor.out.bias": bias.to(dtype)}
+    if recipe.max_delay:
+        out[DELAY] = torch.full_like(model.predictor.delay.steps, lag)
+    return out
+
+
+def _fit_with_lag(model, features, keep, labels, w0, b0, strength, level_share,
+                  max_delay: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(lag, weight, bias): the refit at each lag of 0..max_delay, the one with the least squared error kept
+    (ties: the shorter lag)."""
     delay = model.predictor.delay
     fits = []
-    for lag in range(int(max_delay) + 1):
+    for lag in range(max_delay + 1):
         x = delay(features, torch.full((features.shape[-1],), lag, dtype=torch.long))[keep].double()
         weight, bias = _ridge_solve(x, labels, w0, b0, strength, level_share)
         error = float(((x @ weight.T + bias - labels) ** 2).sum().detach()) if max_delay else 0.0
         fits.append((error, lag, weight, bias))
-    _, lag, weight, bias = min(fits, key=lambda fit: fit[0])  # ties: the shorter lag
-    dtype = fast["predictor.out.weight"].dtype
-    out = {"predictor.out.weight": weight.to(dtype), "predictor.out.bias": bias.to(dtype)}
-    if max_delay:
-        out[DELAY] = torch.full_like(delay.steps, lag)
-    return out
+    _, lag, weight, bias = min(fits, key=lambda fit: fit[0])
+    return lag, weight, bias
 
 
 def _ridge_solve(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, b0: torch.Tensor, strength: torch.Tensor,

@@ -23,11 +23,9 @@ def matches(name: str, patterns: Sequence[str]) -> bool:
     return any(name == p or name.startswith(p + ".") or fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def adaptable_parameters(model: nn.Module, patterns: Sequence[str] | None = None) -> dict[str, nn.Parameter]:
-    """The trainable parameters the inner loop adapts: all of them, or those selected by `patterns`
-    (default: `model.config.adapted_parameters`; empty means all)."""
-    if patterns is None:
-        patterns = list(getattr(getattr(model, "config", None), "adapted_parameters", None) or [])
+def adaptable_parameters(model: nn.Module, patterns: Sequence[str]) -> dict[str, nn.Parameter]:
+    """The trainable parameters an inner loop adapts: those selected by `patterns` (a recipe's
+    `adapted_parameters`), or all of them when it is empty."""
     selected = {
         name: p for name, p in model.named_parameters() if p.requires_grad and (not patterns or matches(name, patterns))
     }

@@ -8,25 +8,14 @@ too, for whoever reports one.
 
 from __future__ import annotations
 
-import csv
 import functools
 import os
 import sys
 from collections.abc import Callable
 
-from dsaml.errors import UnknownUserError, one_line
+from dsaml.errors import expected_errors, one_line
 
-__all__ = ["expected_errors", "reports_errors"]
-
-
-def expected_errors() -> tuple[type[BaseException], ...]:
-    """The exception types bad input raises (third-party ones imported when an error is caught: `dsaml --help`
-    must not import them)."""
-    import yaml
-    from huggingface_hub.errors import StrictDataclassError  # an invalid DSAMLConfig value
-    from safetensors import SafetensorError
-
-    return ValueError, OSError, csv.Error, yaml.YAMLError, SafetensorError, StrictDataclassError, UnknownUserError
+__all__ = ["reports_errors"]
 
 
 def reports_errors(prog: str) -> Callable:

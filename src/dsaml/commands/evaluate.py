@@ -29,7 +29,6 @@ def write_report(results: Sequence[TaskResult], output: str | os.PathLike, meta:
     """`per_annotator.csv`, `report.json` (summary + records + meta) and `ccc_before_after.png` in `output`."""
     import pandas as pd
 
-
     records = [r.flat() for r in results]
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
@@ -47,7 +46,6 @@ def score_prediction_files(predictions_dir: str | os.PathLike, annotations: str 
     """Score `dsaml predict` CSVs against annotation files with the same stem (time/arousal/valence CSV or JSON),
     on the annotated steps."""
     import pandas as pd
-
 
     ann_dir = Path(annotations)
     records = []
@@ -128,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.model:
         print("dsaml evaluate: error: give --model (or --predictions with --annotations)", file=sys.stderr)
         return 2
+    from dsaml.adaptation.config import personalization_config
     from dsaml.data.datasets import annotator_songs, dataset_metadata, dataset_root, load_pdmer
     from dsaml.data.song_store import SongStore
     from dsaml.data.tasks import evaluation_tasks
@@ -152,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                              shrinkage=args.shrinkage)
     meta = {"model": args.model, "dataset": args.dataset, "partition": args.partition, "mode": args.mode,
             "rank": args.rank if args.mode == "lora" else None, "support_songs": args.support_songs,
-            "steps": args.steps or model.config.adaptation_steps, "lr": args.lr or model.config.adaptation_lr,
+            "steps": args.steps or personalization_config(model).steps,
+            "lr": args.lr or personalization_config(model).learning_rate,
             "support_repeats": args.support_repeats}
     paths = write_report(results, args.output, meta)
     print(format_summary(summarize(results), title=args.partition))

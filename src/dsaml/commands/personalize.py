@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="lora mode: non-Linear modules to store whole in the adapter (PEFT modules_to_save), "
                              "e.g. 'predictor.lstm', or '*' for an exact adapter; give the flag alone for Linear "
                              f"layers only (default: {' '.join(DEFAULT_FULL_MODULES)})")
-    parser.add_argument("--steps", type=int, default=None, help="inner steps (default: the model's adaptation_steps)")
-    parser.add_argument("--lr", type=float, default=None, help="inner learning rate (default: adaptation_lr)")
+    parser.add_argument("--steps", type=int, default=None, help="inner steps (default: the model's personalization config); another inner loop keeps its whole change")
+    parser.add_argument("--lr", type=float, default=None, help="inner learning rate (default: the model's personalization config)")
     parser.add_argument("--seed", type=int, default=0, help="torch seed of the inner loop (dropout)")
     parser.add_argument("--value_range", type=float, nargs=2, default=(-1.0, 1.0), metavar=("LOW", "HIGH"),
                         help="allowed annotation range")

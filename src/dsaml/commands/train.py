@@ -9,7 +9,7 @@ import sys
 import yaml
 
 from dsaml.commands.boundary import reports_errors
-from dsaml.training.arguments import load_arguments
+from dsaml.training.config_files import MERGED, load_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no_progress", "--no-progress", action="store_true")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any training argument (YAML value), e.g. --set tasks_per_step=8 "
-                             "--set model.adaptation_steps=4")
+                             "--set personalization.steps=4")
     return parser
 
 
@@ -53,8 +53,9 @@ def parse_overrides(ns: argparse.Namespace) -> dict:
         if not sep:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         value = yaml.safe_load(value)
-        if key.startswith("model."):
-            overrides.setdefault("model", {})[key[len("model."):]] = value
+        section, dot, name = key.partition(".")
+        if dot and section in MERGED:
+            overrides.setdefault(section, {})[name] = value
         else:
             overrides[key] = value
     return overrides

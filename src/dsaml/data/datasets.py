@@ -53,7 +53,6 @@ def default_synthetic_dataset(cache_dir: str | os.PathLike | None = None, size: 
     """
     from filelock import FileLock
 
-
     spec_for(size)  # unknown sizes fail before anything is created
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root() / "datasets"
     target = root / f"synthetic-{size}-seed{int(seed)}-v{GENERATOR_VERSION}"

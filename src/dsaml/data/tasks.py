@@ -16,6 +16,10 @@ import numpy as np
 
 from dsaml.errors import TaskError
 
+# Support songs per listener in the final report, `dsaml evaluate` and the benchmarks: each listener is personalized
+# this many times, each time on another song, so a result does not hang on one support song.
+REPORT_SUPPORT_REPEATS = 4
+
 
 @dataclass(frozen=True)
 class Task:
@@ -120,9 +124,8 @@ def shard(tasks: Sequence[Task], rank: int, world_size: int) -> list[Task]:
 
 @dataclass
 class ValidationSplit:
-    """Which rows train and which validate. Validation tasks are fixed (same every evaluation):
-    held-out annotators (support = K of their songs, query = the others) and, optionally, held-out songs of
-    training annotators (support = K of their remaining training songs, query = the held-out songs)."""
+    """Which annotators train and which validate: validation tasks are fixed (the same every evaluation), one per
+    held-out annotator (support = K of their songs, query = the others)."""
 
     train_groups: dict[str, list[int]]
     tasks: list[Task]
@@ -133,15 +136,13 @@ class ValidationSplit:
 
 
 def validation_split(groups: Mapping[str, Sequence[int]], *, validation_annotators: float | int = 0.2,
-                     validation_songs: int = 0, support_songs: int = 1, max_query_songs: int | None = None,
-                     seed: int = 0) -> ValidationSplit:
+                     support_songs: int = 1, max_query_songs: int | None = None, seed: int = 0) -> ValidationSplit:
     """Split the TRAIN partition's annotators into meta-training and validation (never the test partition).
 
     Args:
         groups: annotator -> rows of the train partition.
         validation_annotators: a fraction (< 1) or a count of annotators held out entirely (unseen listeners,
             what the test partition measures).
-        validation_songs: songs held out from each remaining annotator (seen listeners, unseen songs).
         max_query_songs: cap on the query songs per validation task (evaluation time).
     """
     names = sorted(groups)
@@ -160,10 +161,6 @@ def validation_split(groups: Mapping[str, Sequence[int]], *, validation_annotato
             query = order[support_songs:][:max_query_songs]
             tasks.append(Task(name, tuple(order[:support_songs]), tuple(query), _seed(seed, "val", name), len(tasks)))
             continue
-        if validation_songs:
-            check_annotators({name: rows}, validation_songs + support_songs + 1, "held-out validation songs")
-            query, rows = order[:validation_songs], order[validation_songs:]
-            tasks.append(Task(name, tuple(rows[:support_songs]), tuple(query), _seed(seed, "val", name), len(tasks)))
         train_groups[name] = sorted(rows)
     return ValidationSplit(train_groups, tasks)
 

@@ -15,13 +15,13 @@ import logging
 import re
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 
 from dsaml.audio.reader import AUDIO_EXTENSIONS
-from dsaml.commands.boundary import expected_errors
 from dsaml.demo.curves import empty_view
 from dsaml.demo.session import DemoSession
 from dsaml.demo.songs import DEMO_SONGS
-from dsaml.errors import one_line
+from dsaml.errors import expected_errors, one_line
 from dsaml.utils.storage import USER_NAME_RULE
 
 logger = logging.getLogger(__name__)
@@ -87,6 +87,57 @@ def build_page(session: DemoSession, *, max_upload_mb: float, upload_dir: str | 
     import gradio as gr
 
     roots = [session.work_dir.resolve(), session.work_dir] + ([Path(upload_dir)] if upload_dir else [])
+    with gr.Blocks(title="dsaml demo", analytics_enabled=False) as page:
+        ui = _controls(gr, max_upload_mb)
+        handlers = _handlers(gr, session, ui, roots)
+        page.load(lambda: handlers.listeners(), outputs=ui.listener)
+        ui.demo_pick.change(handlers.pick_demo, inputs=[ui.demo_pick, ui.listener],
+                            outputs=[ui.song, ui.view, ui.song_status])
+        ui.upload.upload(handlers.pick_upload, inputs=[ui.upload, ui.listener],
+                         outputs=[ui.song, ui.view, ui.song_status])
+        ui.listener.input(handlers.pick_listener, inputs=[ui.song, ui.listener],
+                          outputs=[ui.view, ui.song_status, ui.listener])
+        ui.annotation.upload(lambda: "csv", outputs=ui.source)
+        ui.go.click(handlers.personalize, inputs=[ui.song, ui.source, ui.live, ui.annotation, ui.user, ui.overwrite],
+                    outputs=[ui.personal_status, ui.listener, ui.view], js=COLLECT_LIVE)
+    return page
+
+
+def _controls(gr, max_upload_mb: float) -> SimpleNamespace:
+    """The page's components, laid out: the song and listener pickers, the view, the pad and the form."""
+    ui = SimpleNamespace(song=gr.State(None))
+    gr.Markdown(INTRO)
+    with gr.Row():
+        ui.demo_pick = gr.Dropdown(choices=[(s.title, s.key) for s in DEMO_SONGS], value=None, label="A demo song",
+                                   elem_id="demo-song")
+        ui.upload = gr.File(label=f"... or your own song ({', '.join(e[1:] for e in AUDIO_EXTENSIONS)}; "
+                                  f"up to {max_upload_mb:g} MB)",
+                            file_types=list(AUDIO_EXTENSIONS), type="filepath", elem_id="song-upload")
+        # custom values pass: a name whose adapter went away (or a stale one in a second tab) reaches
+        # the session, which answers "unknown user", instead of Gradio's own validation error
+        ui.listener = gr.Dropdown(choices=[NO_LISTENER], value=NO_LISTENER, label="Compare with a listener's model",
+                                  allow_custom_value=True, elem_id="listener")
+    ui.song_status = gr.HTML("", elem_id="song-status")
+    ui.view = gr.HTML(empty_view(), elem_id="dsaml-view")
+    gr.Markdown(MAKE_IT_YOURS)
+    with gr.Row():
+        with gr.Column():
+            gr.HTML(PAD_HTML, elem_id="dsaml-pad-box")
+        with gr.Column():
+            ui.source = gr.Radio([("the live control", "live"), ("an uploaded CSV", "csv")], value="live",
+                                 label="Annotation to learn from", elem_id="annotation-source")
+            ui.annotation = gr.File(label="Annotation CSV (time, arousal, valence)", file_types=[".csv", ".json"],
+                                    type="filepath", elem_id="annotation-upload")
+            ui.user = gr.Textbox(label="Your name", placeholder="e.g. alice", info=USER_NAME_RULE, elem_id="user-name")
+            ui.overwrite = gr.Checkbox(label="Replace my saved model if there is one", elem_id="overwrite")
+            ui.go = gr.Button("Personalize on this song and save", variant="primary", elem_id="personalize")
+            ui.live = gr.Textbox(visible=False)
+            ui.personal_status = gr.HTML("", elem_id="personalize-status")
+    return ui
+
+
+def _handlers(gr, session: DemoSession, ui: SimpleNamespace, roots: list[Path]) -> SimpleNamespace:
+    """What each control does: session calls, their errors shown in the control's status box."""
 
     def listeners(selected: str | None = None):
         return gr.update(choices=[NO_LISTENER, *session.users()], value=selected or NO_LISTENER)
@@ -94,97 +145,64 @@ def build_page(session: DemoSession, *, max_upload_mb: float, upload_dir: str | 
     def who(listener: str | None) -> str | None:
         return None if listener in (None, "", NO_LISTENER) else listener
 
-    with gr.Blocks(title="dsaml demo", analytics_enabled=False) as page:
-        song = gr.State(None)
-        gr.Markdown(INTRO)
-        with gr.Row():
-            demo_pick = gr.Dropdown(choices=[(s.title, s.key) for s in DEMO_SONGS], value=None, label="A demo song",
-                                    elem_id="demo-song")
-            upload = gr.File(label=f"... or your own song ({', '.join(e[1:] for e in AUDIO_EXTENSIONS)}; "
-                                   f"up to {max_upload_mb:g} MB)",
-                             file_types=list(AUDIO_EXTENSIONS), type="filepath", elem_id="song-upload")
-            # custom values pass: a name whose adapter went away (or a stale one in a second tab) reaches
-            # the session, which answers "unknown user", instead of Gradio's own validation error
-            listener = gr.Dropdown(choices=[NO_LISTENER], value=NO_LISTENER, label="Compare with a listener's model",
-                                   allow_custom_value=True, elem_id="listener")
-        song_status = gr.HTML("", elem_id="song-status")
-        view = gr.HTML(empty_view(), elem_id="dsaml-view")
-        gr.Markdown(MAKE_IT_YOURS)
-        with gr.Row():
-            with gr.Column():
-                gr.HTML(PAD_HTML, elem_id="dsaml-pad-box")
-            with gr.Column():
-                source = gr.Radio([("the live control", "live"), ("an uploaded CSV", "csv")], value="live",
-                                  label="Annotation to learn from", elem_id="annotation-source")
-                annotation = gr.File(label="Annotation CSV (time, arousal, valence)", file_types=[".csv", ".json"],
-                                     type="filepath", elem_id="annotation-upload")
-                user = gr.Textbox(label="Your name", placeholder="e.g. alice", info=USER_NAME_RULE, elem_id="user-name")
-                overwrite = gr.Checkbox(label="Replace my saved model if there is one", elem_id="overwrite")
-                go = gr.Button("Personalize on this song and save", variant="primary", elem_id="personalize")
-                live = gr.Textbox(visible=False)
-                personal_status = gr.HTML("", elem_id="personalize-status")
+    def show(new_song, selected, progress):
+        progress(0.05, desc=f"reading {new_song.title}")
+        report = lambda fraction, text: progress(fraction, desc=text)  # noqa: E731
+        return {ui.song: new_song, ui.view: session.view(new_song, who(selected), report),
+                ui.song_status: _status(f"{new_song.title}: press play.")}
 
-        def show(new_song, selected, progress):
-            progress(0.05, desc=f"reading {new_song.title}")
-            report = lambda fraction, text: progress(fraction, desc=text)  # noqa: E731
-            return {song: new_song, view: session.view(new_song, who(selected), report),
-                    song_status: _status(f"{new_song.title}: press play.")}
+    @_reported(ui.song_status, roots)
+    def pick_demo(key, selected, progress=gr.Progress()):
+        return show(session.demo_song(key), selected, progress) if key else {}
 
-        @_reported(song_status, roots)
-        def pick_demo(key, selected, progress=gr.Progress()):
-            if not key:
-                return {}
-            return show(session.demo_song(key), selected, progress)
+    @_reported(ui.song_status, roots)
+    def pick_upload(path, selected, progress=gr.Progress()):
+        return show(session.uploaded_song(path), selected, progress) if path else {}
 
-        @_reported(song_status, roots)
-        def pick_upload(path, selected, progress=gr.Progress()):
-            if not path:
-                return {}
-            return show(session.uploaded_song(path), selected, progress)
+    # a listener whose adapter went away meanwhile: the message, and the list as it now is
+    @_reported(ui.song_status, roots, also=lambda: {ui.listener: listeners()})
+    def pick_listener(current, selected, progress=gr.Progress()):
+        if current is None:
+            return {}
+        report = lambda fraction, text: progress(fraction, desc=text)  # noqa: E731
+        return {ui.view: session.view(current, who(selected), report), ui.song_status: _status(
+            f"{current.title}: " + (f"base model and {selected}'s model." if who(selected) else "base model."))}
 
-        # a listener whose adapter went away meanwhile: the message, and the list as it now is
-        @_reported(song_status, roots, also=lambda: {listener: listeners()})
-        def pick_listener(current, selected, progress=gr.Progress()):
-            if current is None:
-                return {}
-            report = lambda fraction, text: progress(fraction, desc=text)  # noqa: E731
-            return {view: session.view(current, who(selected), report), song_status: _status(
-                f"{current.title}: " + (f"base model and {selected}'s model." if who(selected) else "base model."))}
+    @_reported(ui.personal_status, roots)
+    def personalize(current, kind, samples, path, name, replace, progress=gr.Progress()):
+        name = (name or "").strip()
+        result, folder = _personalize(session, current, kind, samples, path, name, replace, progress)
+        message = (f"Saved {name}'s model to {folder} (fit to your annotation: loss "
+                   f"{result.support_loss_before:.3f} -> {result.support_loss_after:.3f}). Pick another song "
+                   "to compare it with the base model." + (f" Note: {result.info['note']}."
+                                                             if "note" in result.info else ""))
+        return {ui.personal_status: _status(message), ui.listener: listeners(name),
+                ui.view: session.view(current, name, note=f"{name}'s model learned from this song.")}
 
-        @_reported(personal_status, roots)
-        def personalize(current, kind, samples, path, name, replace, progress=gr.Progress()):
-            name = (name or "").strip()
-            if current is None:
-                raise ValueError("pick a song first: personalizing learns from one annotated song")
-            if kind == "csv":
-                if not path:
-                    raise ValueError("no annotation CSV uploaded (or choose the live control)")
-                source_file, made = Path(path), None
-            else:
-                source_file = made = session.live_annotation(samples, current)
-            progress(0.1, desc="checking the annotation")
-            try:
-                result, folder = session.personalize(current, source_file, name, overwrite=bool(replace),
-                                                     report=lambda fraction, text: progress(fraction, desc=text))
-            finally:
-                if made is not None:
-                    made.unlink(missing_ok=True)
-            progress(0.7, desc=f"predicting with {name}'s model")
-            message = (f"Saved {name}'s model to {folder} (fit to your annotation: loss "
-                       f"{result.support_loss_before:.3f} -> {result.support_loss_after:.3f}). Pick another song "
-                       "to compare it with the base model." + (f" Note: {result.info['note']}."
-                                                                 if "note" in result.info else ""))
-            return {personal_status: _status(message), listener: listeners(name),
-                    view: session.view(current, name, note=f"{name}'s model learned from this song.")}
+    return SimpleNamespace(listeners=listeners, pick_demo=pick_demo, pick_upload=pick_upload,
+                           pick_listener=pick_listener, personalize=personalize)
 
-        page.load(lambda: listeners(), outputs=listener)
-        demo_pick.change(pick_demo, inputs=[demo_pick, listener], outputs=[song, view, song_status])
-        upload.upload(pick_upload, inputs=[upload, listener], outputs=[song, view, song_status])
-        listener.input(pick_listener, inputs=[song, listener], outputs=[view, song_status, listener])
-        annotation.upload(lambda: "csv", outputs=source)
-        go.click(personalize, inputs=[song, source, live, annotation, user, overwrite],
-                 outputs=[personal_status, listener, view], js=COLLECT_LIVE)
-    return page
+
+def _personalize(session: DemoSession, current, kind: str, samples, path, name: str, replace, progress):
+    """Personalize on the current song from the live annotation or the uploaded CSV (a live one is written to a
+    CSV for the time it takes, then removed)."""
+    if current is None:
+        raise ValueError("pick a song first: personalizing learns from one annotated song")
+    if kind == "csv":
+        if not path:
+            raise ValueError("no annotation CSV uploaded (or choose the live control)")
+        source_file, made = Path(path), None
+    else:
+        source_file = made = session.live_annotation(samples, current)
+    progress(0.1, desc="checking the annotation")
+    try:
+        outcome = session.personalize(current, source_file, name, overwrite=bool(replace),
+                                      report=lambda fraction, text: progress(fraction, desc=text))
+    finally:
+        if made is not None:
+            made.unlink(missing_ok=True)
+    progress(0.7, desc=f"predicting with {name}'s model")
+    return outcome
 
 
 def launch(page, *, files_dir: str | Path, host: str = "127.0.0.1", port: int | None = None, share: bool = False,

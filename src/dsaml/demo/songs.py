@@ -54,7 +54,6 @@ def render_demo_song(key: str, folder: str | os.PathLike) -> Path:
     """The WAV file of demo song `key` in `folder`, rendered there the first time it is asked for."""
     import soundfile as sf
 
-
     index = next((i for i, song in enumerate(DEMO_SONGS) if song.key == key), None)
     if index is None:
         raise ValueError(f"unknown demo song {key!r}; the demo songs are {', '.join(s.key for s in DEMO_SONGS)}")

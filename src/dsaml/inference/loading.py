@@ -6,6 +6,7 @@ import os
 import re
 from pathlib import Path
 
+from dsaml.adaptation.config import PersonalizationConfig
 from dsaml.modeling import DSAMLConfig, DSAMLFeatureExtractor, DSAMLForDynamicEmotionRecognition
 
 __all__ = ["load_extractor", "load_model", "model_config", "model_location"]
@@ -32,16 +33,20 @@ def model_location(name: str | os.PathLike) -> str:
 
 
 def load_model(name: str | os.PathLike) -> DSAMLForDynamicEmotionRecognition:
-    """`from_pretrained` of a model folder or Hub repo id (`model_location`), in eval mode; a folder whose
-    weights cannot be read fails with a one-line error naming it."""
+    """`from_pretrained` of a model folder or Hub repo id (`model_location`), in eval mode, with its
+    `PersonalizationConfig` attached (`model.personalization_config`); a folder whose weights cannot be read fails
+    with a one-line error naming it."""
     from safetensors import SafetensorError
 
     location = model_location(name)
     try:
-        return DSAMLForDynamicEmotionRecognition.from_pretrained(location).eval()
+        model = DSAMLForDynamicEmotionRecognition.from_pretrained(location).eval()
     except SafetensorError as exc:
         raise ValueError(f"{location}: the model weights (model.safetensors) cannot be read ({exc}); "
                            "the file may be truncated: save or download the model again") from None
+    model.personalization_config = PersonalizationConfig.from_pretrained(location)
+    model.personalization_config.check_model(model.config)
+    return model
 
 
 def load_extractor(model_dir: str | os.PathLike, config: DSAMLConfig) -> DSAMLFeatureExtractor:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from dsaml.adaptation.config import personalization_config
 from dsaml.adaptation.tensors import DELAY, matches, named_tensors
 from dsaml.errors import AdapterError, UnknownUserError
 from dsaml.inference.loading import load_model
@@ -92,6 +93,7 @@ def save_full(result: Personalization, output_dir: str | os.PathLike, extractor:
     out = Path(output_dir)
     with write_folder(out, overwrite=overwrite, what=f"personalized model of user {result.user!r}") as tmp:
         result.model.save_pretrained(tmp)
+        personalization_config(result.model).save_pretrained(tmp)
         if extractor is not None:
             extractor.save_pretrained(tmp)
         make_readable(tmp)
@@ -309,9 +311,10 @@ def check_adapter(model: nn.Module, folder: str | os.PathLike, user: str | None 
             "personalize again with this model"
         )
     made_with = info.get("adaptation_share")
-    if made_with is not None and [float(a) for a in made_with] != [float(a) for a in model.config.adaptation_share]:
+    share = personalization_config(model).share
+    if made_with is not None and [float(a) for a in made_with] != [float(a) for a in share]:
         warnings.warn(f"{who} was made when the model kept {made_with} (arousal, valence) of the adapted change; the "
-                      f"model now keeps {list(model.config.adaptation_share)} (recalibrated): the adapter keeps what "
+                      f"model now keeps {list(share)} (recalibrated): the adapter keeps what "
                       "it was made with; personalize again to use the model's share", stacklevel=2)
 
 

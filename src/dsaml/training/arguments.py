@@ -1,122 +1,147 @@
-"""The settings of a training run: one dataclass, read from a YAML file and overridden from the command line.
+"""The settings of a training run: one dataclass, each field with its help and bounds as field metadata.
 
-`dsaml train --config synthetic_small` reads `dsaml/configs/synthetic_small.yaml` (shipped with the package);
-any other value is a path to a YAML file. Keys are the fields below; `model:` holds `DSAMLConfig` fields
-(architecture and the inner loop: `adaptation_steps`, `adaptation_lr`, `adapted_parameters`, `window_steps`),
-which travel with the saved model so personalization later adapts exactly as meta-training did.
+A training config (`dsaml.training.config_files`) is a YAML mapping of these fields. `model:` holds `DSAMLConfig`
+fields (the architecture), `personalization:` holds `PersonalizationConfig` fields (the inner loop meta-training
+learns through); both travel with the saved model, so personalization later adapts exactly as meta-training did.
+The documentation's training-argument reference is generated from the metadata (`TrainingArguments.help()`).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: @strict reads the field types at runtime to validate values.
 import dataclasses
-import math
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from huggingface_hub.dataclasses import strict
+from huggingface_hub.errors import StrictDataclassError
 
-from dsaml.errors import one_line
+from dsaml.adaptation.config import LEGACY_FIELDS, PersonalizationConfig
+from dsaml.errors import ConfigError, one_line
 from dsaml.modeling import DSAMLConfig
+from dsaml.modeling.configuration_dsaml import bound_problems, field_help, setting
 from dsaml.training.meta import ALGORITHMS
 
+__all__ = ["TrainingArguments"]
 
+
+@strict
 @dataclass
 class TrainingArguments:
     # data
-    dataset: str = "synthetic:small"  # a dsaml dataset folder, a Hub dataset repo id, or "synthetic[:size[:seed]]"
-    data_config: str = "pdmer_flat"  # "pdmer_flat" (per-annotator labels, meta-learning) or "dmer" (averaged labels)
-    output_dir: str = "outputs/run"
-    # model: DSAMLConfig overrides, or start from a saved model (folder or Hub id)
-    model: dict = field(default_factory=dict)
-    init_from: str | None = None
+    dataset: str = setting("synthetic:small", "A dsaml dataset folder, a Hub dataset repo id, or "
+                                              "`synthetic[:size[:seed]]` (the embedded set, built on first use).")
+    data_config: str = setting("pdmer_flat", "`pdmer_flat` (each listener's own labels: meta-learning) or `dmer` "
+                                             "(averaged labels: plain training).")
+    output_dir: str = setting("outputs/run", "Where best/, last/, checkpoints and reports go.")
+    model: dict = setting({}, "`DSAMLConfig` fields: the architecture.")
+    personalization: dict = setting({}, "`PersonalizationConfig` fields: the inner loop meta-training learns "
+                                        "through and personalization runs.")
+    init_from: str | None = setting(None, "Start from a saved model (folder or Hub id) instead of a new one.")
     # meta-learning (defaults: the official code)
-    algorithm: str = "fomaml"
-    base_loss_weight: float = 0.0  # fomaml/maml: + this x the unadapted model's query loss (`dsaml.meta.task_gradient`)
-    support_songs: int = 1
-    query_songs: int = 15
-    tasks_per_step: int = 16
-    max_steps: int = 2000
-    learning_rate: float = 5e-5
-    ridge_learning_rate: float | None = None  # the learned ridge settings' (`learn_adaptation_ridge`); None: learning_rate
-    # before the first step (not on resume), refit the output layer by ridge on every training row's labels: the
-    # unadapted model predicts the average training listener (`dsaml.average_readout`)
-    fit_average_readout: bool = False
-    average_readout_ridge: float = 1e-3
-    # after training, choose how far personalization moves (the model's `adaptation_share`) on the validation
-    # listeners of the final report (`dsaml.calibration`), and save it in best/
-    calibrate_adaptation: bool = False
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = None
-    mixed_precision: str | None = None  # None: what `accelerate launch` / `accelerate config` says
-    seed: int = 0
-    # validation (on held-out annotators of the TRAIN partition; model selection never sees the test partition)
-    validation_every: int = 10
-    validation_annotators: float = 0.2  # only when the dataset has no `validation` partition of its own
-    validation_songs: int = 0
-    validation_max_query_songs: int | None = 8
-    select_metric: str = "validation/after/ccc"
+    algorithm: str = setting("fomaml", f"Meta-learning algorithm: one of {', '.join(ALGORITHMS)}.")
+    base_loss_weight: float | int = setting(0.0, "fomaml / maml: add this times the unadapted model's query loss, so the "
+                                           "meta-learned model stays a good prediction for a listener nobody has "
+                                           "personalized.", minimum=0, maximum=1000)
+    support_songs: int = setting(1, "Songs a task adapts on.", minimum=1, maximum=1000)
+    query_songs: int = setting(15, "Songs a task's adaptation is scored on.", minimum=1, maximum=10000)
+    tasks_per_step: int = setting(16, "Annotator tasks per outer step (a multiple of the number of processes).",
+                                  minimum=1, maximum=10000)
+    max_steps: int = setting(2000, "Outer steps.", minimum=1, maximum=10_000_000)
+    learning_rate: float | int = setting(5e-5, "Outer (Adam) learning rate.", exclusive_minimum=0, maximum=10)
+    ridge_learning_rate: float | int | None = setting(None, "Learning rate of the learned ridge settings "
+                                                      "(`learn_adaptation_ridge`); None: learning_rate.",
+                                                exclusive_minimum=0, maximum=10)
+    fit_average_readout: bool = setting(False, "Before the first step (not on resume), refit the output layer by "
+                                               "ridge on every training row's labels: the unadapted model predicts "
+                                               "the average training listener.")
+    calibrate_adaptation: bool = setting(False, "After training, choose the personalization share and longest "
+                                                "reaction lag on the final report's validation listeners and save "
+                                                "them with best/.")
+    weight_decay: float | int = setting(0.0, "Adam weight decay.", minimum=0, maximum=10)
+    max_grad_norm: float | int | None = setting(None, "Clip the meta-gradient's norm to this; None: no clipping.",
+                                          exclusive_minimum=0, maximum=1e6)
+    mixed_precision: str | None = setting(None, "`no` or `bf16`; None: what `accelerate config` says.")
+    seed: int = setting(0, "Seed of the initial weights and of every task.", minimum=0, maximum=2**32 - 1)
+    # validation (held-out annotators; model selection never sees a test partition)
+    validation_every: int = setting(10, "Validate every this many steps.", minimum=1, maximum=10_000_000)
+    validation_annotators: float | int = setting(0.2, "Listeners held out of the train partition for validation (a share "
+                                                "below 1, or a count), when the dataset has no validation "
+                                                "partition.", minimum=0, maximum=100000)
+    validation_max_query_songs: int | None = setting(8, "Query songs per validation task; None: all.", minimum=1,
+                                                     maximum=100000)
+    select_metric: str = setting("validation/after/ccc", "The validation metric that chooses best/.")
     # checkpoints, final evaluation, logging, publishing
-    checkpoint_every: int = 50
-    keep_checkpoints: int = 2
-    resume_from_checkpoint: str | None = "auto"  # "auto": the latest in output_dir/checkpoints; a path; None
-    evaluate_test: bool = True
-    test_max_query_songs: int | None = None
-    # the final report scores every validation and test listener this many times, each with another support song
-    evaluation_support_repeats: int = 4
-    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])  # Accelerate trackers, when installed
-    progress: bool = True
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
-    hub_private: bool = False
-    # Stages run one after another by the same `dsaml train`, each from the previous stage's best model, e.g.
-    # supervised pre-training on averaged labels, then meta-training on listeners. A stage is a mapping of the
-    # fields above (plus `name`) that replace the run's own; `model` fields are merged. Empty: one stage.
-    stages: list = field(default_factory=list)
+    checkpoint_every: int = setting(50, "Save a resumable checkpoint every this many steps.", minimum=1,
+                                    maximum=10_000_000)
+    keep_checkpoints: int = setting(2, "Checkpoints kept.", minimum=1, maximum=1000)
+    resume_from_checkpoint: str | None = setting("auto", "`auto` (the latest in output_dir), a checkpoint "
+                                                         "folder, or None.")
+    evaluate_test: bool = setting(True, "Score the test partitions in the final report (development runs: "
+                                        "false).")
+    test_max_query_songs: int | None = setting(None, "Query songs per test task in the final report; None: all.",
+                                               minimum=1, maximum=100000)
+    report_to: list[str] = setting(["tensorboard"], "Accelerate trackers, used when installed.")
+    progress: bool = setting(True, "Progress bars.")
+    push_to_hub: bool = setting(False, "Upload best/ to `hub_model_id` at the end.")
+    hub_model_id: str | None = setting(None, "The Hub repo to push to, e.g. `your-name/dsaml-deam`.")
+    hub_private: bool = setting(False, "Create the Hub repo private.")
+    stages: list = setting([], "Stages run one after another by one `dsaml train`, each from the previous "
+                               "stage's best model: mappings of the fields above (plus `name`) that replace the "
+                               "run's own; `model` and `personalization` are merged. Empty: one stage.")
 
     def __post_init__(self) -> None:
         self.check()
 
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return field_help(cls)
+
     def check(self) -> None:
-        problems = []
-        if self.algorithm not in ALGORITHMS:
-            problems.append(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        if self.data_config not in ("pdmer_flat", "dmer"):
-            problems.append(f"data_config must be 'pdmer_flat' or 'dmer', got {self.data_config!r}")
-        for name in ("support_songs", "query_songs", "tasks_per_step", "max_steps", "validation_every",
-                     "checkpoint_every", "keep_checkpoints", "evaluation_support_repeats"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.base_loss_weight >= 0:  # `not >=`: NaN fails too
-            problems.append(f"base_loss_weight must be >= 0, got {self.base_loss_weight}")
-        if not (0 < self.learning_rate < math.inf):
-            problems.append(f"learning_rate must be a finite number > 0, got {self.learning_rate}")
-        if self.ridge_learning_rate is not None and not (0 < self.ridge_learning_rate < math.inf):
-            problems.append(f"ridge_learning_rate must be a finite number > 0 (or null), got {self.ridge_learning_rate}")
-        if not (0 < self.average_readout_ridge < math.inf):  # 0: no unique solution when a feature is constant
-            problems.append(f"average_readout_ridge must be a finite number > 0, got {self.average_readout_ridge}")
-        if not (0 <= self.weight_decay < math.inf):
-            problems.append(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        if self.max_grad_norm is not None and not (0 < self.max_grad_norm < math.inf):
-            problems.append(f"max_grad_norm must be a finite number > 0 (or null), got {self.max_grad_norm}")
-        if not isinstance(self.model, dict):
-            problems.append(f"model must be a mapping of DSAMLConfig fields, got {self.model!r}")
-        else:
-            unknown = sorted(set(self.model) - model_fields())
-            if unknown:
-                problems.append(f"unknown model field(s) {unknown} (a typo?); DSAMLConfig fields: "
-                                f"{sorted(model_fields())}")
+        problems = bound_problems(self) + self._choice_problems() + self._model_problems() + self._stage_problems()
+        if problems:
+            raise ConfigError("invalid training arguments: " + "; ".join(problems))
+
+    def _choice_problems(self) -> list[str]:
+        rules = [
+            (self.algorithm in ALGORITHMS, f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}"),
+            (self.data_config in ("pdmer_flat", "dmer"), f"data_config must be 'pdmer_flat' or 'dmer', got "
+                                                         f"{self.data_config!r}"),
+            (not self.calibrate_adaptation or self.data_config == "pdmer_flat",
+             "calibrate_adaptation personalizes validation listeners: it needs data_config pdmer_flat"),
+            (self.mixed_precision != "fp16", "mixed_precision 'fp16' is not supported: meta-gradients come from "
+                                             "torch.autograd.grad, which fp16 loss scaling does not cover; use "
+                                             "'bf16'"),
+            (not self.push_to_hub or bool(self.hub_model_id), "push_to_hub needs hub_model_id (e.g. "
+                                                              "'your-name/dsaml-deam')"),
+            (self.select_metric.startswith("validation/"), f"select_metric must be a validation metric (never "
+                                                           f"test), got {self.select_metric!r}"),
+        ]
+        return [message for ok, message in rules if not ok]
+
+    def _model_problems(self) -> list[str]:
+        """What `DSAMLConfig` and `PersonalizationConfig` refuse in `model` / `personalization`, found before any
+        data is loaded (a typo would otherwise be stored silently and change nothing)."""
+        if not isinstance(self.model, dict) or not isinstance(self.personalization, dict):
+            return [f"model and personalization must be mappings, got {self.model!r} and {self.personalization!r}"]
+        moved = sorted(k for k in self.model if k in LEGACY_FIELDS)
+        if moved:
+            return [f"model: {', '.join(moved)} moved to `personalization:` as "
+                    f"{', '.join(LEGACY_FIELDS[k] for k in moved)}"]
+        unknown = sorted(set(self.model) - {f.name for f in dataclasses.fields(DSAMLConfig)})
+        if unknown:
+            return [f"unknown model field(s) {unknown} (a typo?); DSAMLConfig fields: "
+                    f"{sorted(f.name for f in dataclasses.fields(DSAMLConfig))}"]
+        try:
+            config = DSAMLConfig(**self.model)
+            if not self.init_from:  # a stage's recipe is checked against the model it starts from when built
+                self.personalization_config().check_model(config)
             else:
-                problems += model_problems(self.model)
-        if self.calibrate_adaptation and self.data_config != "pdmer_flat":
-            problems.append("calibrate_adaptation personalizes validation listeners: it needs data_config pdmer_flat")
-        if self.mixed_precision == "fp16":
-            problems.append("mixed_precision 'fp16' is not supported: meta-gradients come from torch.autograd.grad, "
-                            "which fp16 loss scaling does not cover; use 'bf16'")
-        if self.push_to_hub and not self.hub_model_id:
-            problems.append("push_to_hub needs hub_model_id (e.g. 'your-name/dsaml-deam')")
-        if not self.select_metric.startswith("validation/"):
-            problems.append(f"select_metric must be a validation metric (never test), got {self.select_metric!r}")
+                self.personalization_config()
+        except (ValueError, TypeError, StrictDataclassError) as exc:
+            return [one_line(exc)]
+        return []
+
+    def _stage_problems(self) -> list[str]:
+        problems = []
         for i, stage in enumerate(self.stages):
             if not isinstance(stage, dict) or not isinstance(stage.get("name"), str) or not stage["name"].isidentifier():
                 problems.append(f"stage {i} must be a mapping with a `name` made of letters, digits and _, got {stage!r}")
@@ -125,8 +150,13 @@ class TrainingArguments:
         names = [s.get("name") for s in self.stages if isinstance(s, dict)]
         if len(set(names)) != len(names):
             problems.append(f"stage names must be unique, got {names}")
-        if problems:
-            raise ValueError("invalid training arguments: " + "; ".join(problems))
+        return problems
+
+    def personalization_config(self, start: PersonalizationConfig | None = None) -> PersonalizationConfig:
+        """The run's recipe: `personalization` on top of `start` (the model it starts from; default: the
+        defaults)."""
+        return PersonalizationConfig.from_dict({**(start or PersonalizationConfig()).to_dict(),
+                                                **self.personalization})
 
     @property
     def select_greater_is_better(self) -> bool:
@@ -135,7 +165,7 @@ class TrainingArguments:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
-    def stage_arguments(self) -> list[tuple[str, TrainingArguments]]:
+    def stage_arguments(self) -> "list[tuple[str, TrainingArguments]]":
         """Each stage's own arguments: the run's, with the stage's fields on top. Earlier stages write to
         `output_dir/stages/<name>` and the last to `output_dir` itself (so `best/` is where a one-stage run
         puts it); each stage after the first starts from the previous stage's `best/`."""
@@ -144,8 +174,9 @@ class TrainingArguments:
         base = {k: v for k, v in self.to_dict().items() if k != "stages"}
         out, previous = [], self.init_from
         for i, stage in enumerate(self.stages):
-            values = {**base, **{k: v for k, v in stage.items() if k not in ("name", "model")}}
+            values = {**base, **{k: v for k, v in stage.items() if k not in ("name", "model", "personalization")}}
             values["model"] = {**base["model"], **stage.get("model", {})}
+            values["personalization"] = {**base["personalization"], **stage.get("personalization", {})}
             last = i == len(self.stages) - 1
             values["output_dir"] = self.output_dir if last else str(Path(self.output_dir) / "stages" / stage["name"])
             values["init_from"] = previous
@@ -156,67 +187,22 @@ class TrainingArguments:
         return out
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainingArguments:
+    def from_dict(cls, values: dict) -> "TrainingArguments":
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown training argument(s) {unknown}; known: {sorted(known)}")
+            raise ConfigError(f"unknown training argument(s) {unknown}; known: {sorted(known)}")
         values = dict(values)
-        # YAML reads 5e-5 as a string
-        for name in ("learning_rate", "ridge_learning_rate", "average_readout_ridge", "weight_decay",
-                     "validation_annotators", "base_loss_weight"):
-            if isinstance(values.get(name), str):
-                values[name] = float(values[name])
-        if isinstance(values.get("max_grad_norm"), str):
-            values["max_grad_norm"] = float(values["max_grad_norm"])
+        for f in dataclasses.fields(cls):  # YAML reads 5e-5 as a string
+            if "float" in str(f.type) and isinstance(values.get(f.name), str):
+                try:
+                    values[f.name] = float(values[f.name])
+                except ValueError:
+                    raise ConfigError(f"invalid training arguments: {f.name} must be a number, got "
+                                      f"{values[f.name]!r}") from None
         if isinstance(values.get("report_to"), str):
             values["report_to"] = [] if values["report_to"] in ("none", "") else [values["report_to"]]
-        return cls(**values)
-
-
-def model_fields() -> set[str]:
-    """The keys a config's `model:` mapping may hold: `DSAMLConfig`'s fields (a typo there would otherwise be
-    stored on the config silently and change nothing)."""
-    return {f.name for f in dataclasses.fields(DSAMLConfig)}
-
-
-def model_problems(model: dict) -> list[str]:
-    """What `DSAMLConfig` refuses in `model`, found before any data is loaded."""
-    from huggingface_hub.errors import StrictDataclassError
-
-
-    try:
-        DSAMLConfig(**model)
-    except (ValueError, TypeError, StrictDataclassError) as exc:
-        return [f"model: {one_line(exc)}"]
-    return []
-
-
-def config_path(name_or_path: str | Path) -> Path:
-    """A shipped config by name (`synthetic_small`, `deam_pdmer`, ...) or a YAML file path."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    shipped = resources.files("dsaml.training") / "configs" / f"{name_or_path}.yaml"
-    if shipped.is_file():
-        return Path(str(shipped))
-    available = sorted(p.name[:-5] for p in (resources.files("dsaml.training") / "configs").iterdir() if p.name.endswith(".yaml"))
-    raise FileNotFoundError(f"training config {name_or_path!r} is neither a YAML file nor a shipped config {available}")
-
-
-def load_arguments(name_or_path: str | Path | None, overrides: dict | None = None) -> TrainingArguments:
-    """Arguments from a YAML config (shipped name or path), with `overrides` applied on top
-    (`model` overrides are merged key by key)."""
-    values: dict = {}
-    if name_or_path is not None:
-        path = config_path(name_or_path)
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a training config must be a YAML mapping, got {type(loaded).__name__}")
-        values.update(loaded)
-    for key, value in (overrides or {}).items():
-        if key == "model":
-            values["model"] = {**values.get("model", {}), **value}
-        else:
-            values[key] = value
-    return TrainingArguments.from_dict(values)
+        try:
+            return cls(**values)
+        except StrictDataclassError as exc:  # a value of the wrong type
+            raise ConfigError(f"invalid training arguments: {one_line(exc)}") from None

@@ -19,6 +19,12 @@ import torch
 from dsaml.adaptation.ridge import readout_inputs, ridge_penalty
 from dsaml.data.batches import support_batch
 
+# The ridge of the fit, relative to the features' mean variance (`ridge_penalty`): small enough to leave a
+# well-determined least-squares fit alone (tens of thousands of rows, a few dozen features), large enough to give
+# a constant or duplicated feature a unique solution.
+AVERAGE_READOUT_RIDGE = 1e-3
+
+
 
 @torch.no_grad()
 def readout_statistics(model, store, rows: Sequence[int], window_steps: int) -> dict[str, torch.Tensor]:
@@ -68,7 +74,7 @@ def readout_rmse(stats: dict[str, torch.Tensor], weight: torch.Tensor, bias: tor
     return (sse.clamp_min(0) / n).sqrt().tolist()
 
 
-def fit_average_readout(model, store, rows: Sequence[int], window_steps: int, ridge: float,
+def fit_average_readout(model, store, rows: Sequence[int], window_steps: int, ridge: float = AVERAGE_READOUT_RIDGE,
                         reduce: Callable[[dict], dict] | None = None) -> dict[str, list[float]]:
     """Replace `model.predictor.out` by the ridge fit on `rows`; returns its per-dimension RMSE on them before and
     after (arousal, valence). In a multi-process run each process passes its share of the rows and `reduce` sums
@@ -84,8 +90,8 @@ def fit_average_readout(model, store, rows: Sequence[int], window_steps: int, ri
     except torch.linalg.LinAlgError:
         weight = bias = None
     if weight is None or not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
-        raise ValueError(f"the average read-out has no unique solution at average_readout_ridge={ridge} (some "
-                         "read-out features are constant or duplicated): set average_readout_ridge > 0")
+        raise ValueError(f"the average read-out has no unique solution at ridge {ridge} (some read-out features "
+                         "are constant or duplicated): fit it with a ridge > 0")
     report = {"before": readout_rmse(stats, out.weight.detach(), out.bias.detach()),
               "after": readout_rmse(stats, weight, bias)}
     with torch.no_grad():

@@ -1,10 +1,10 @@
-"""How far personalization should move, chosen on validation listeners: the model's `adaptation_share`.
+"""How far personalization should move, chosen on validation listeners: the recipe's `share` and `max_delay`.
 
 The inner loop is meta-learned on training listeners, whose songs the model was trained on. How much one song
 says about a listener's other songs is a property of the data that those listeners can misjudge: on VGMIDI a
 listener's offset on one piece does not carry over to the next (README), on the synthetic set most of it does.
 So after training, for every validation task (support song, query songs), the query predictions of the base
-model `b` and of the personalized model `f` (the inner loop as meta-trained, after the do-no-harm rule if on)
+model `b` and of the personalized model `f` (the inner loop as meta-trained)
 are blended, `b + a * (f - b)`, for each share `a` of `SHARE_GRID`; the share with the lowest mean over
 listeners of their query RMSE (a listener's tasks averaged first, as `dsaml.evaluation.summarize` does) is kept
 per dimension. a = 0 is the unpersonalized model, a = 1 the inner loop as meta-trained.
@@ -14,7 +14,7 @@ blended weights (`dsaml.shrinkage.fold_per_dimension`), so two predictions per t
 one per dimension. Any other adapted set gets one share for both dimensions, each share scored by predicting
 with the blended weights.
 
-The ridge refit can also fit the listener's reaction lag (`config.adaptation_max_delay`): the share then blends
+The ridge refit can also fit the listener's reaction lag (`PersonalizationConfig.max_delay`): the share then blends
 the delayed curves (a share of 0 is the undelayed base model), and the longest lag allowed is chosen from
 `DELAY_GRID` with the share, by the same validation listeners: the lag and share with the lowest mean RMSE
 over both dimensions (ties: the shorter lag).
@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from dsaml.adaptation.config import personalization_config
 from dsaml.adaptation.tensors import DELAY
 from dsaml.inference.songs import predict_songs, song_on
 from dsaml.personalization.personalize import personalize_song
@@ -63,7 +64,6 @@ def share_errors(model, store, tasks, *, device: torch.device | str | None = Non
     (the task's seed), with the model's own share ignored; a task's unpersonalized curves are predicted once for
     every lag."""
     from tqdm.auto import tqdm
-
 
     config = model.config
     window, hop = config.window_steps, config.hop_steps
@@ -129,14 +129,12 @@ def calibrate_share(model, store, tasks, *, device=None, progress: bool = False,
                     gather: Callable[[list], list] | None = None,
                     delays: Sequence[int] | None = None) -> tuple[tuple[float, float], int, dict]:
     """(share, longest reaction lag, what each scored): `choose_share` on `share_errors` of `tasks` for each
-    longest lag of `delays` (default: those of `DELAY_GRID` shorter than a window for a ridge inner loop without
-    the do-no-harm rule, else none), the pair with the lowest
-    mean RMSE over both dimensions kept (ties: the shorter lag). `gather` collects every process's errors when
+    longest lag of `delays` (default: those of `DELAY_GRID` shorter than a window for a ridge inner loop, else
+    none), the pair with the lowest mean RMSE over both dimensions kept (ties: the shorter lag). `gather` collects every process's errors when
     each process scored its share of the tasks (e.g. `accelerate.utils.gather_object`)."""
-    config = model.config
-    if delays is None:  # lags are fitted by the ridge refit, not with the do-no-harm rule, within a window
-        lags = config.adaptation_method == "ridge" and not config.adaptation_holdout
-        delays = [d for d in DELAY_GRID if d < config.window_steps] if lags else (0,)
+    if delays is None:  # lags are fitted by the ridge refit, within a window
+        ridge = personalization_config(model).method == "ridge"
+        delays = [d for d in DELAY_GRID if d < model.config.window_steps] if ridge else (0,)
     best = None
     scored = {}
     by_delay = share_errors(model, store, tasks, device=device, progress=progress,

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from dsaml.adaptation.config import personalization_config
 from dsaml.utils.files import make_readable
 
 _STEP = re.compile(r"^step_(\d+)$")
@@ -80,11 +81,13 @@ def load_checkpoint(accelerator, model: torch.nn.Module, path: str | os.PathLike
 
 
 def export_model(model, extractor, folder: str | os.PathLike) -> Path:
-    """`save_pretrained` (safetensors + config + remote code) and the feature extractor, renamed into place."""
+    """`save_pretrained` (safetensors + config + remote code), the personalization config and the feature
+    extractor, renamed into place."""
     folder = Path(folder)
     staging = folder.with_name(f".{folder.name}.tmp")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
+    personalization_config(model).save_pretrained(staging)
     extractor.save_pretrained(staging)
     make_readable(staging)
     if folder.exists():

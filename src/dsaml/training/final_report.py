@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
+from dsaml.adaptation.config import personalization_config
 from dsaml.evaluation.summary import format_summary, summarize
-from dsaml.modeling import DSAMLForDynamicEmotionRecognition
+from dsaml.inference.loading import load_model
 from dsaml.training.calibration import calibrate_share
 from dsaml.training.checkpoints import export_model
 from dsaml.training.model_card import write_model_card
@@ -27,7 +26,7 @@ def finish(run: Run) -> dict:
         export_model(run.model, run.extractor, output_dir / "last")
     accelerator.wait_for_everyone()
     best_dir = output_dir / "best"
-    best = DSAMLForDynamicEmotionRecognition.from_pretrained(best_dir, dtype=torch.float32).to(accelerator.device)
+    best = load_model(best_dir).to(accelerator.device)
     final = {"best_step": run.state["best_step"], f"best/{args.select_metric}": run.state["best_score"],
              **run.state.get("average_readout", {})}
     if args.calibrate_adaptation:
@@ -39,17 +38,16 @@ def finish(run: Run) -> dict:
     for name, partition in results.items():
         final.update(summarize(partition, name))
     if accelerator.is_main_process:
-        _write_outputs(run, final, results, best.config)
+        _write_outputs(run, final, results, best)
     accelerator.wait_for_everyone()
     return final
 
 
 def calibrate(run: Run, best, best_dir: Path) -> dict:
-    """The share of the inner loop's step kept per dimension, chosen on the final report's validation tasks
-    (`dsaml.calibration`; every process scores its share of them), written into `best/`'s config."""
+    """The share of the inner loop's step kept per dimension and the longest reaction lag, chosen on the final
+    report's validation tasks (`dsaml.training.calibration`; every process scores its share of them), written into
+    `best/`'s personalization config."""
     from accelerate.utils import gather_object
-    from transformers.utils import CONFIG_NAME
-
 
     accelerator, tasks = run.accelerator, run.data.final_validation_tasks
     gather = gather_object if accelerator.num_processes > 1 else None
@@ -57,10 +55,9 @@ def calibrate(run: Run, best, best_dir: Path) -> dict:
     with accelerator.autocast():  # as the final report's `evaluate` scores them
         share, max_delay, info = calibrate_share(best, run.data.validation, mine, device=accelerator.device,
                                                  progress=run.progress, gather=gather)
-    best.config.adaptation_share = list(share)
-    best.config.adaptation_max_delay = int(max_delay)
-    if accelerator.is_main_process:  # only the config changes: the weights stay as exported
-        atomic_write_text(best_dir / CONFIG_NAME, best.config.to_json_string())
+    best.personalization_config = personalization_config(best).replace(share=list(share), max_delay=int(max_delay))
+    if accelerator.is_main_process:  # only the recipe changes: the weights and config.json stay as exported
+        best.personalization_config.save_pretrained(best_dir)
         print("adaptation share (validation listeners): " + ", ".join(
             f"{dim} {info[dim]['share']:.2f} (RMSE {info[dim]['rmse_meta_trained']:.3f} -> "
             f"{info[dim]['rmse_calibrated']:.3f}; unpersonalized {info[dim]['rmse_unpersonalized']:.3f})"
@@ -83,17 +80,17 @@ def lag_line(info: dict) -> str:
             f"without a lag {info['delays'][0]['rmse_calibrated']:.3f})")
 
 
-def _write_outputs(run: Run, final: dict, results: dict[str, list], config) -> None:
+def _write_outputs(run: Run, final: dict, results: dict[str, list], best) -> None:
     """test_results.json, the model cards of best/ and last/, training_curves.png, the summary; the Hub push."""
     from dataclasses import asdict
-
 
     args, output_dir = run.args, run.output_dir
     atomic_write_text(output_dir / "test_results.json", json.dumps({
         "summary": final, **{name: [asdict(r) for r in partition] for name, partition in results.items()},
     }, indent=1, default=float))
     for folder in (output_dir / "best", output_dir / "last"):
-        write_model_card(folder, config=config, metrics=final, training_args=args.to_dict(), dataset=args.dataset)
+        write_model_card(folder, config=best.config, recipe=personalization_config(best), metrics=final,
+                         training_args=args.to_dict(), dataset=args.dataset)
     plot_training(run.log.read(), output_dir / "training_curves.png")
     print(_summary_text(final))
     if args.push_to_hub:

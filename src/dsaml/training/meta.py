@@ -1,7 +1,7 @@
 """Meta-gradients of annotator tasks: FOMAML (default), second-order MAML, Reptile, and plain training.
 
 Each algorithm turns one task (support batch, query batch) into a gradient for the meta-parameters, computed
-functionally (`dsaml.adaptation.adapt`: fast weights through `torch.func.functional_call`), so the module's
+functionally (`dsaml.adaptation.inner_loop.adapt`, with the model's `PersonalizationConfig`: fast weights through `torch.func.functional_call`), so the module's
 parameters and `.grad` are untouched until `apply_meta_gradient` writes the average of the local tasks,
 averaged again across processes with `accelerator.reduce(..., "mean")`. Because every process contributes
 the mean of the same number of tasks, N processes produce exactly the update one process would on the
@@ -12,8 +12,7 @@ whole meta-batch.
 - reptile: adapt on support + query; the meta-gradient is (theta - phi) / (steps * lr), i.e. the mean inner
   gradient, so the outer learning rate means the same as for the other algorithms.
 - plain: no adaptation, gradient of the loss on support + query (ordinary DMER training in the same loop).
-Parameters outside the adapted subset (`adapted`, default `config.adapted_parameters`) are meta-parameters
-only: they get the query-loss gradient at the adapted weights (for Reptile, on the task's data).
+Parameters outside the adapted subset (the recipe's `adapted_parameters`) are meta-parameters only: they get the query-loss gradient at the adapted weights (for Reptile, on the task's data).
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from dsaml.adaptation.config import PersonalizationConfig, personalization_config
 from dsaml.adaptation.inner_loop import adapt
 from dsaml.adaptation.tensors import adaptable_parameters, functional_loss
 from dsaml.data.batches import TaskBatch
@@ -39,32 +39,30 @@ def task_gradient(
     task: TaskBatch,
     *,
     algorithm: str = "fomaml",
-    steps: int | None = None,
-    lr: float | None = None,
-    adapted: Sequence[str] | None = None,
+    recipe: PersonalizationConfig | None = None,
     base_loss_weight: float = 0.0,
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """The meta-gradient of one task for every trainable parameter (zeros where the loss does not depend on it),
-    and `{"query_loss": ...}` (the loss the gradient is taken of, after adaptation).
+    and `{"query_loss": ...}` (the loss the gradient is taken of, after adaptation). The inner loop is `recipe`'s
+    (default: the model's, `personalization_config`).
 
     `base_loss_weight` > 0 (fomaml, maml) adds that weight times the query loss of the UNADAPTED model: the
     meta-parameters then also stay a good prediction for a listener nobody has personalized yet, which an
-    inner loop that refits the output layer (`adaptation_method="ridge"`) would otherwise not ask of them."""
+    inner loop that refits the output layer (`method="ridge"`) would otherwise not ask of them."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown meta-learning algorithm {algorithm!r}; choose one of {ALGORITHMS}")
+    recipe = personalization_config(model) if recipe is None else recipe
     if task.seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(task.seed % 2**63)
-            return _task_gradient(model, task, algorithm, steps, lr, adapted, base_loss_weight)
-    return _task_gradient(model, task, algorithm, steps, lr, adapted, base_loss_weight)
+            return _task_gradient(model, task, algorithm, recipe, base_loss_weight)
+    return _task_gradient(model, task, algorithm, recipe, base_loss_weight)
 
 
-def _task_gradient(model, task, algorithm, steps, lr, adapted, base_loss_weight=0.0):
-    config = model.config
-    steps = config.adaptation_steps if steps is None else steps
-    lr = config.adaptation_lr if lr is None else lr
+def _task_gradient(model, task, algorithm, recipe: PersonalizationConfig, base_loss_weight=0.0):
+    steps, lr = recipe.steps, recipe.learning_rate
     params = trainable_parameters(model)
-    fast_start = adaptable_parameters(model, adapted)
+    fast_start = adaptable_parameters(model, recipe.adapted_parameters)
     names = list(params)
 
     if algorithm == "plain":
@@ -74,12 +72,11 @@ def _task_gradient(model, task, algorithm, steps, lr, adapted, base_loss_weight=
         if steps < 1:
             raise ValueError("reptile needs at least one adaptation step")
         data = task.combined()
-        fast = adapt(model, data, steps=steps, lr=lr, params=fast_start)
+        fast = adapt(model, data, recipe.replace(max_delay=0), params=fast_start)
         # the meta-gradient of the adapted parameters is the weight change; the others learn on the task's data
         loss = functional_loss(model, fast, data)
     else:
-        fast = adapt(model, task.support, steps=steps, lr=lr, params=fast_start, second_order=algorithm == "maml",
-                     max_delay=getattr(config, "adaptation_max_delay", 0))
+        fast = adapt(model, task.support, recipe, params=fast_start, second_order=algorithm == "maml")
         loss = functional_loss(model, fast, task.query)
         if base_loss_weight:
             loss = loss + base_loss_weight * functional_loss(model, {}, task.query)

@@ -14,6 +14,8 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
+from dsaml.adaptation.config import PersonalizationConfig
+
 __all__ = ["dataset_license", "metrics_table", "render_model_card", "template", "write_model_card"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
@@ -120,25 +122,24 @@ def _card_data(config, metrics: Mapping[str, float], dataset: str, model_name: s
     return data
 
 
-def inner_loop_text(config, ridge: Mapping[str, Sequence[float]] | None = None) -> str:
+def inner_loop_text(config, recipe: PersonalizationConfig, ridge: Mapping[str, Sequence[float]] | None = None) -> str:
     """The personalization the model was meta-trained with, in a sentence; `ridge` holds the meta-learned
     settings (`strength`, `level_share`: arousal, valence) when the model has them."""
-    if config.adaptation_method != "ridge":
-        return (f"{config.adaptation_steps} first-order SGD steps, learning rate {config.adaptation_lr}, in train "
-                "mode")
+    if recipe.method != "ridge":
+        return f"{recipe.steps} first-order SGD steps, learning rate {recipe.learning_rate}, in train mode"
     text = ("the output layer refitted in closed form by ridge regression on the support song, pulled toward the "
             "meta-learned layer")
-    lag = (f"; with it, the listener's reaction lag (0 to {config.adaptation_max_delay} steps of "
-           f"{config.step_seconds:g} s, the one that fits the song best)" if config.adaptation_max_delay else "")
+    lag = (f"; with it, the listener's reaction lag (0 to {recipe.max_delay} steps of "
+           f"{config.step_seconds:g} s, the one that fits the song best)" if recipe.max_delay else "")
     if ridge:
         (sa, sv), (aa, av) = ridge["strength"], ridge["level_share"]
         return (f"{text}; its settings were meta-learned per dimension (arousal / valence): pull {sa:.3g} / "
                 f"{sv:.3g}, share of the support song's level {aa:.2f} / {av:.2f}{lag}")
-    return f"{text} (strength {config.adaptation_ridge}, share of the support song's level " \
-           f"{config.adaptation_level_share}){lag}"
+    return f"{text} (strength {recipe.ridge_strength}, share of the support song's level {recipe.level_share}){lag}"
 
 
-def render_model_card(*, config, metrics: Mapping[str, float], training_args: Mapping, dataset: str,
+def render_model_card(*, config, recipe: PersonalizationConfig, metrics: Mapping[str, float], training_args: Mapping,
+                      dataset: str,
                       model_name: str = "dsaml", model_id: str = "path/to/model",
                       num_parameters: int | None = None, ridge: Mapping[str, Sequence[float]] | None = None) -> str:
     """The filled template as a string (YAML metadata included)."""
@@ -160,8 +161,8 @@ def render_model_card(*, config, metrics: Mapping[str, float], training_args: Ma
         "global_encoder": config.global_encoder,
         "sampling_rate": config.sampling_rate,
         "value_range": value_range,
-        "inner_loop": inner_loop_text(config, ridge),
-        "adapted_parameters": ", ".join(f"`{p}`" for p in config.adapted_parameters) or "all parameters",
+        "inner_loop": inner_loop_text(config, recipe, ridge),
+        "adapted_parameters": ", ".join(f"`{p}`" for p in recipe.adapted_parameters) or "all parameters",
         "loss_type": config.loss_type,
         "diagonal_loss_weight": config.diagonal_loss_weight,
         "num_parameters": f"{num_parameters:,}" if num_parameters else "see config.json",
@@ -178,12 +179,13 @@ def render_model_card(*, config, metrics: Mapping[str, float], training_args: Ma
     return _PLACEHOLDER.sub(fill, template())
 
 
-def write_model_card(output_dir, *, config, metrics, training_args, dataset) -> Path:
+def write_model_card(output_dir, *, config, recipe: PersonalizationConfig, metrics, training_args, dataset) -> Path:
     """Fill the model card template from a run and write `<output_dir>/README.md`.
 
     Args:
         output_dir: the model folder (the card goes to its README.md, what the Hub shows).
         config: the run's `DSAMLConfig`.
+        recipe: its `PersonalizationConfig`.
         metrics: flat floats, e.g. `{"validation/before/ccc": ..., "validation/after/ccc": ..., "test/after/rmse": ...}`;
             rendered as tables grouped by the first path component (rows = last component, columns = the middle).
         training_args: the training arguments (rendered as a table).
@@ -209,7 +211,7 @@ def write_model_card(output_dir, *, config, metrics, training_args, dataset) -> 
                              "level_share": f.get_tensor("predictor.ridge.level_logit").sigmoid().tolist()}
         except Exception:  # noqa: BLE001 - the count is decoration, never a reason to lose the card
             num_parameters, ridge = None, None
-    text = render_model_card(config=config, metrics=metrics, training_args=training_args, dataset=str(dataset),
+    text = render_model_card(config=config, recipe=recipe, metrics=metrics, training_args=training_args, dataset=str(dataset),
                              model_name=out.name if out.name not in ("", ".", "best") else "dsaml",
                              model_id=str(training_args.get("hub_model_id") or "<model folder or Hub repo>"), num_parameters=num_parameters, ridge=ridge)
     card = ModelCard(text)  # validates the YAML header

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from dsaml.adaptation.config import PersonalizationConfig
 from dsaml.adaptation.ridge import ridge_settings
 from dsaml.modeling import DSAMLConfig, DSAMLForDynamicEmotionRecognition
-from dsaml.modeling.modeling_dsaml import LABEL_NAMES, RidgeSettings
+from dsaml.modeling.configuration_dsaml import LABEL_NAMES
+from dsaml.modeling.predictor_dsaml import RidgeSettings
 from dsaml.training.arguments import TrainingArguments
 from dsaml.training.meta import trainable_parameters
 
@@ -14,27 +16,37 @@ __all__ = ["build_model", "parameter_groups", "ridge_metrics"]
 
 
 def build_model(args: TrainingArguments):
+    """A new model, or the one the stage starts from with the stage's `model` fields on top; either way with the
+    run's `PersonalizationConfig` attached (`model.personalization_config`)."""
     if args.init_from:
         model = DSAMLForDynamicEmotionRecognition.from_pretrained(args.init_from, dtype=torch.float32)
-        # a share calibrated for the weights it starts from says nothing about the weights this run learns
-        model.config.adaptation_share = [1.0, 1.0]
-        model.config.adaptation_max_delay = 0
         for key, value in args.model.items():
             setattr(model.config, key, value)
         model.config.validate_dsaml()
-        _match_ridge_settings(model)
-        return model
-    return DSAMLForDynamicEmotionRecognition(DSAMLConfig(**args.model))
+        # a share and lag calibrated for the weights it starts from say nothing about the weights this run learns
+        start = PersonalizationConfig.from_pretrained(args.init_from).replace(share=[1.0, 1.0], max_delay=0)
+        fresh = False
+    else:
+        model = DSAMLForDynamicEmotionRecognition(DSAMLConfig(**args.model))
+        start, fresh = None, True
+    recipe = args.personalization_config(start)
+    recipe.check_model(model.config)
+    model.personalization_config = recipe
+    _match_ridge_settings(model, recipe, fresh)
+    return model
 
 
-def _match_ridge_settings(model) -> None:
-    """A stage that turns `learn_adaptation_ridge` on adds the learned settings, started from the config's values
-    (the saved model it starts from had none); one that turns it off drops them."""
+def _match_ridge_settings(model, recipe: PersonalizationConfig, fresh: bool) -> None:
+    """Learned ridge settings (`learn_adaptation_ridge`) start at the recipe's values: in a new model, and where a
+    stage turns learning on (the saved model it starts from had none); a stage that turns it off drops them."""
     learned = bool(model.config.learn_adaptation_ridge)
-    if learned and model.predictor.ridge is None:
-        model.predictor.ridge = RidgeSettings(model.config)
-    elif not learned:
+    if not learned:
         model.predictor.ridge = None
+        return
+    if model.predictor.ridge is None:
+        model.predictor.ridge, fresh = RidgeSettings(), True
+    if fresh:
+        model.predictor.ridge.reset(recipe.ridge_strength, recipe.level_share)
 
 
 def parameter_groups(model, args: TrainingArguments) -> list[dict]:
@@ -53,6 +65,6 @@ def ridge_metrics(model) -> dict[str, float]:
     if getattr(model.predictor, "ridge", None) is None:
         return {}
     with torch.no_grad():
-        settings = dict(zip(("strength", "level_share"), ridge_settings(model)))
+        settings = dict(zip(("strength", "level_share"), ridge_settings(model, model.personalization_config)))
     return {f"ridge/{kind}_{dim}": float(values[i]) for kind, values in settings.items()
             for i, dim in enumerate(LABEL_NAMES)}

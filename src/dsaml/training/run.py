@@ -61,7 +61,6 @@ def setup(args: TrainingArguments) -> Run:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration, set_seed
 
-
     output_dir = Path(args.output_dir)
     trackers = _trackers(args)
     accelerator = Accelerator(
@@ -112,7 +111,7 @@ def _fit_average_readout(args: TrainingArguments, model, data, accelerator) -> d
     rows' RMSE before and after, per dimension (`average_readout/<dimension>/rmse_<before|after>`)."""
     rows = data.training_rows()[accelerator.process_index :: accelerator.num_processes]
     reduce = (lambda stats: accelerator.reduce(stats, reduction="sum")) if accelerator.num_processes > 1 else None
-    report = fit_average_readout(model, data.train, rows, model.config.window_steps, args.average_readout_ridge,
+    report = fit_average_readout(model, data.train, rows, model.config.window_steps,
                                  reduce=reduce)
     if accelerator.is_main_process:
         rmse = ", ".join(f"{d} {b:.3f} -> {a:.3f}" for d, b, a in zip(("arousal", "valence"), report["before"],
@@ -125,7 +124,6 @@ def _fit_average_readout(args: TrainingArguments, model, data, accelerator) -> d
 def evaluate(run: Run, model, store, tasks) -> list:
     """Every process scores its share of the tasks (`dsaml.evaluation`); all processes get everyone's results."""
     from accelerate.utils import gather_object
-
 
     accelerator = run.accelerator
     mine = tasks[accelerator.process_index :: accelerator.num_processes]

@@ -13,7 +13,7 @@ import torch
 
 from dsaml.data.datasets import annotator_songs, dataset_metadata, dataset_root, load_pdmer
 from dsaml.data.song_store import SongStore
-from dsaml.data.tasks import Task, TaskSampler, evaluation_tasks, validation_split
+from dsaml.data.tasks import REPORT_SUPPORT_REPEATS, Task, TaskSampler, evaluation_tasks, validation_split
 from dsaml.evaluation.references import references_for
 from dsaml.training.arguments import TrainingArguments
 
@@ -41,7 +41,7 @@ class TrainingData:
                                                      max_query_songs=args.validation_max_query_songs, seed=args.seed)
         elif self.per_annotator:
             split = validation_split(groups, validation_annotators=args.validation_annotators,
-                                     validation_songs=args.validation_songs, support_songs=args.support_songs,
+                                     support_songs=args.support_songs,
                                      max_query_songs=args.validation_max_query_songs, seed=args.seed)
             train_groups, self.validation_tasks = split.train_groups, split.tasks
             self.validation_rows = train_rows
@@ -55,10 +55,9 @@ class TrainingData:
         self.validation = (self.train if self.validation_rows is train_rows
                            else SongStore(self.validation_rows, self.root, config, value_range))
         self.references = references_for(self.root)
-        # the final report: every validation and test listener with `evaluation_support_repeats` support songs;
-        # validation listeners of whom only some songs are held out (`validation_songs`) keep their own tasks
+        # the final report: every validation and test listener with `REPORT_SUPPORT_REPEATS` support songs
         self.final_validation_tasks = self.validation_tasks
-        if self.per_annotator and not (self.validation_rows is train_rows and args.validation_songs):
+        if self.per_annotator:
             self.final_validation_tasks = self._listener_tasks(args, self.validation_rows,
                                                                args.validation_max_query_songs,
                                                                only={t.annotator for t in self.validation_tasks})
@@ -81,7 +80,7 @@ class TrainingData:
             logger.warning("%d annotator(s) with <= %d songs cannot be personalized and are not scored",
                            len(groups) - len(usable), args.support_songs)
         return evaluation_tasks(usable, support_songs=args.support_songs, max_query_songs=max_query_songs,
-                                seed=args.seed, support_repeats=args.evaluation_support_repeats)
+                                seed=args.seed, support_repeats=REPORT_SUPPORT_REPEATS)
 
     @staticmethod
     def _whole_split_tasks(rows, max_songs):

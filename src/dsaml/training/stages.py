@@ -20,7 +20,6 @@ def run_stages(args: TrainingArguments) -> dict:
     """Train every stage of `args` (one when it has none); returns the last stage's final metrics."""
     from accelerate import PartialState
 
-
     stages = args.stage_arguments()
     final: dict = {}
     for i, (name, stage_args) in enumerate(stages):
