@@ -155,17 +155,49 @@ def machine_info(threads: int | None = None) -> dict:
     return info
 
 
+def portable(value):
+    """`value` with every absolute path replaced by its path relative to the working directory (or, outside it,
+    its last two components): a result file names no folder of the machine that wrote it."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [portable(v) for v in value]
+    if isinstance(value, str) and value.startswith("/") and len(Path(value).parts) > 2:
+        path = Path(value)
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(Path(*path.parts[-2:]))
+    return value
+
+
+def commit() -> str:
+    """The checkout's commit, with `+` when it has uncommitted changes ('unknown' outside git)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+" if dirty else "")
+
+
 def write_result(name: str, figures: dict, *, args: argparse.Namespace | None = None, path: Path | None = None) -> Path:
-    """Write `{"benchmark", "figures", "machine", "command", "quick", "date"}` atomically; returns the path."""
+    """Write `{"benchmark", "figures", "machine", "command", "commit", "quick", "date"}` atomically, paths made
+    portable; returns the path."""
     path = Path(path) if path is not None else RESULTS / f"{name}{'_quick' if args is not None and args.quick else ''}.json"
-    body = {
+    body = portable({
         "benchmark": name,
         "quick": bool(getattr(args, "quick", False)),
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": " ".join([Path(sys.argv[0]).name, *(portable(a) for a in sys.argv[1:])]),
+        "commit": commit(),
         "machine": machine_info(getattr(args, "threads", None)),
         "figures": figures,
-    }
+    })
     from dsaml.utils.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(body, indent=2, default=float) + "\n")

@@ -41,7 +41,7 @@ def pooled_pearson(pieces: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
     p = np.concatenate([x for x, _ in pieces]).astype(np.float64)
     t = np.concatenate([y for _, y in pieces]).astype(np.float64)
     if p.std() == 0 or t.std() == 0:
-        return 0.0  # a constant: no linear agreement (as `dsaml.scores.curve_scores`)
+        return 0.0  # a constant: no linear agreement (as `dsaml.evaluation.scores.curve_scores`)
     return float(np.corrcoef(p, t)[0, 1])
 
 

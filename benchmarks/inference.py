@@ -5,7 +5,7 @@ batching, peak RSS on a long file and the cold start.
 Cases (audio: a synthetic stereo FLAC at 44.1 kHz; compute does not depend on the content; untrained models of
 the `small` and `default` architectures, speed does not depend on the weights):
 
-- `<size>/<45s|10min>/hop<h>`: `dsaml.predict.predict_file` (block decoding in a background thread, streamed
+- `<size>/<45s|10min>/hop<h>`: `dsaml.inference.files.predict_file` (block decoding in a background thread, streamed
   features, sliding windows with the local CNN once per step) at batch 1, for the config's hop (half the
   window, the default chosen by `window_hop.py`), today's former default (window / 6) and the floor's.
 - `<size>/network/hop<h>`: the network alone (`predict_long` on precomputed features, batch 1) on the 10 min
@@ -56,12 +56,8 @@ def run_cli(args: list[str], threads: int) -> dict:
 
 
 def stream_cases(size: str, files: dict[str, Path], seconds: dict[str, float], repeats: int) -> dict:
-    import torch
-
     from dsaml import DSAMLFeatureExtractor
-    from dsaml.audio.reader import load_audio
-    from dsaml.inference.batch_size import BatchSizeTuner
-    from dsaml.inference.files import predict_file, predict_files
+    from dsaml.inference.files import predict_file
 
     model = common.build_model(size).eval()
     extractor = DSAMLFeatureExtractor.from_model_config(model.config)
@@ -83,7 +79,18 @@ def stream_cases(size: str, files: dict[str, Path], seconds: dict[str, float], r
             out["cases"][f"{label}/hop{hop}"] = case
             print(f"  {size:7s} {label:6s} hop {hop:3d}: RTF {case['real_time_factor']:7.1f}x "
                   f"({timing['median_s']:.2f} s; peak RSS {mem.peak_mib:.0f} MiB)", flush=True)
-    # the network alone on the long song's features: the cost against the floor (hop = window)
+    out["cases"].update(network_cases(model, extractor, files, seconds, hops, size))
+    out["cases"]["folder"] = folder_case(model, extractor, files["folder"], seconds["folder"], repeats, size)
+    return out
+
+
+def network_cases(model, extractor, files: dict[str, Path], seconds: dict[str, float], hops, size: str) -> dict:
+    """The network alone on the long song's features at each hop: the cost against the floor (hop = window)."""
+    import torch
+
+    from dsaml.audio.reader import load_audio
+
+    window = model.config.window_steps
     long_label = max((k for k in seconds if k != "folder"), key=seconds.get)
     audio, rate = load_audio(files[long_label])
     with torch.inference_mode():
@@ -93,17 +100,24 @@ def stream_cases(size: str, files: dict[str, Path], seconds: dict[str, float], r
         timing = common.timeit(lambda: model.predict_long(inputs["input_features"], hop_steps=hop, batch_size=1),
                                warmup=0, repeats=1)
         network[hop] = timing["median_s"]
+    cases = {}
     for hop in hops:
-        out["cases"][f"network/hop{hop}"] = {
+        cases[f"network/hop{hop}"] = {
             "audio_seconds": seconds[long_label], "hop_steps": hop, "seconds": network[hop],
             "seconds_per_audio_second": network[hop] / seconds[long_label],
             "cost_ratio": network[hop] / network[window]}
         print(f"  {size:7s} network hop {hop:3d}: {network[hop]:.2f} s, x{network[hop] / network[window]:.2f} the "
               f"floor", flush=True)
-    del inputs, audio
-    # a folder: one file at a time against batched windows with decoding ahead
-    folder = sorted(files["folder"].glob("*.flac"))
-    audio_s = seconds["folder"] * len(folder)
+    return cases
+
+
+def folder_case(model, extractor, folder_dir: Path, file_seconds: float, repeats: int, size: str) -> dict:
+    """A folder: one file at a time against batched windows with decoding ahead."""
+    from dsaml.inference.batch_size import BatchSizeTuner
+    from dsaml.inference.files import predict_file, predict_files
+
+    folder = sorted(folder_dir.glob("*.flac"))
+    audio_s = file_seconds * len(folder)
     pairs, chosen_sizes = [], []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -118,15 +132,13 @@ def stream_cases(size: str, files: dict[str, Path], seconds: dict[str, float], r
         pairs.append((one, batched))
         chosen_sizes.append(tuner.chosen)
     one, batched = (statistics.median(x) for x in zip(*pairs))
-    out["cases"]["folder"] = {
-        "files": len(folder), "audio_seconds": audio_s, "hop_steps": chosen,
-        "one_at_a_time_s": one, "batched_s": batched, "all_pairs_s": pairs,
-        "one_at_a_time_rtf": audio_s / one, "batched_rtf": audio_s / batched,
-        "batched_over_one_at_a_time": batched / one, "measured_batch_sizes": chosen_sizes,
-        "measured_per_window_s": tuner.per_window}
-    print(f"  {size:7s} folder {len(folder)} x {seconds['folder']:.0f} s: one at a time {audio_s / one:.1f}x, batched "
+    print(f"  {size:7s} folder {len(folder)} x {file_seconds:.0f} s: one at a time {audio_s / one:.1f}x, batched "
           f"{audio_s / batched:.1f}x (measured batch sizes {chosen_sizes})", flush=True)
-    return out
+    return {"files": len(folder), "audio_seconds": audio_s, "hop_steps": model.config.hop_steps,
+            "one_at_a_time_s": one, "batched_s": batched, "all_pairs_s": pairs,
+            "one_at_a_time_rtf": audio_s / one, "batched_rtf": audio_s / batched,
+            "batched_over_one_at_a_time": batched / one, "measured_batch_sizes": chosen_sizes,
+            "measured_per_window_s": tuner.per_window}
 
 
 def cli_cases(model_dir: Path, files: dict[str, Path], threads: int, out_dir: Path, repeats: int) -> dict:

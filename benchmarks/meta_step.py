@@ -1,4 +1,4 @@
-"""Meta-training throughput and peak memory on CPU: FOMAML, second-order MAML and Reptile (`dsaml.meta`), for
+"""Meta-training throughput and peak memory on CPU: FOMAML, second-order MAML and Reptile (`dsaml.training.meta`), for
 the small and the default model, and the official-style meta-step (`reference_meta_step.py`: per-task deep
 copy, step-by-step SGD) on the same tasks in the same process, with the max difference of the two
 meta-gradients.

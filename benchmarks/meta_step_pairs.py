@@ -2,7 +2,7 @@
 noisy machine (each pair runs both under about the same background load; the median of the per-pair ratios
 is reported, with its spread).
 
-One pair = `dsaml.meta.meta_gradient(algorithm="fomaml")` and `reference_meta_step.reference_meta_gradient`
+One pair = `dsaml.training.meta.meta_gradient(algorithm="fomaml")` and `reference_meta_step.reference_meta_gradient`
 on the same single task (1 support + Q query windows), order alternating between pairs.
 
     python benchmarks/meta_step_pairs.py            # small model, 12 pairs

@@ -1,6 +1,6 @@
 """Personalization latency on CPU: one listener from ONE annotated song with the default settings (the model
 config's `adaptation_steps` / `adaptation_lr`, every trainable parameter adapted, training-mode inner loop),
-i.e. the inner loop that `dsaml personalize` and the evaluation protocol run (`dsaml.personalize.personalized_copy`
+i.e. the inner loop that `dsaml personalize` and the evaluation protocol run (`dsaml.personalization.personalize.personalized_copy`
 on `support_batch`: every `window_steps` window of the song; the calibrated share they then apply is one blend of
 the adapted weights, negligible beside it).
 

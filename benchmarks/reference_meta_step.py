@@ -3,8 +3,8 @@ Python 3.11): for every task, a deep copy of the model ("clone") is adapted step
 support batch, then the query loss is back-propagated through the adapted copy; first order, so the copy's
 parameter gradients ARE the task's meta-gradient. The mean over tasks is the meta-gradient.
 
-Same losses as `dsaml.meta` (the model's own `loss`), same inner steps and learning rate, and the same dropout
-masks when tasks carry a seed (the RNG is forked and seeded per task, as `dsaml.meta.task_gradient` does, and
+Same losses as `dsaml.training.meta` (the model's own `loss`), same inner steps and learning rate, and the same dropout
+masks when tasks carry a seed (the RNG is forked and seeded per task, as `dsaml.training.meta.task_gradient` does, and
 the forward passes happen in the same order), so the result can be compared with `meta_gradient(...,
 algorithm="fomaml")` number for number.
 
@@ -58,7 +58,7 @@ def _task(model, task, steps: int, lr: float, adapted: Sequence[str] | None) -> 
 
 def reference_meta_gradient(model, tasks: Sequence, *, steps: int | None = None, lr: float | None = None,
                             adapted: Sequence[str] | None = None):
-    """First-order meta-gradient (mean over `tasks`, each a `dsaml.meta.TaskBatch`) computed with per-task deep
+    """First-order meta-gradient (mean over `tasks`, each a `dsaml.training.meta.TaskBatch`) computed with per-task deep
     copies and step-by-step SGD; returns (name -> gradient, {"query_loss": mean})."""
     recipe = personalization_config(model)
     steps = recipe.steps if steps is None else steps

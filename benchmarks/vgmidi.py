@@ -3,12 +3,12 @@
 Protocol, on a VGMIDI folder built by `dsaml prepare vgmidi` (pieces split in contiguous ring blocks; a listener
 belongs to a partition when both their pieces do, so a test listener's pieces are test pieces, never trained on):
 
-- personalization (`dsaml.evaluation.evaluate_tasks`, the protocol `dsaml evaluate` runs): every listener of
+- personalization (`dsaml.evaluation.protocol.evaluate_tasks`, the protocol `dsaml evaluate` runs): every listener of
   `--partition` is scored twice, support = one of their pieces and query = the other, then the reverse; a
   listener's figure is the mean of the two. Methods: the model as is (`before`), personalized with the model
   config's own inner loop (`after`, `inner_loop()`), the shift and shrunk linear recalibrations fitted on the
   support piece, and the `crowd`: the mean curve of the OTHER listeners of the query piece (the listener left
-  out; `dsaml.references.CrowdReferences`), what a perfect non-personal model could know. RMSE, Pearson r and
+  out; `dsaml.evaluation.references.CrowdReferences`), what a perfect non-personal model could know. RMSE, Pearson r and
   CCC per dimension; mean over listeners with a 95 % bootstrap interval (listeners resampled), overall and by
   musicianship level (1-5, the listener's own answer).
 - DMER: the unpersonalized model on the partition's pieces against their crowd average (`dmer` config), beside a
@@ -18,7 +18,7 @@ belongs to a partition when both their pieces do, so a test listener's pieces ar
 
     python benchmarks/vgmidi.py --model outputs/vgmidi/best --dataset data/vgmidi
     python benchmarks/vgmidi.py --model outputs/vgmidi/best --dataset data/vgmidi --partition validation \\
-        --adaptation-steps 10 --output /tmp/vgmidi_validation_10steps.json   # settings: validation listeners only
+        --adaptation-steps 10 --output results/vgmidi_validation_10steps.json   # settings: validation listeners only
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dmer import DIMENSIONS, RESAMPLES, bootstrap_ci, dmer_figures, format_dmer,
 
 SCORES = ("rmse", "pearson", "ccc")
 METHODS = ("before", "after", "crowd", "shift", "linear")
-WORSE_BY = 0.01  # RMSE: a listener made worse by more than this counts as hurt, as in `dsaml.evaluation.summarize`
+WORSE_BY = 0.01  # RMSE: a listener made worse by more than this counts as hurt, as in `dsaml.evaluation.summary.summarize`
 
 
 def both_ways_tasks(groups: dict[str, list[int]], seed: int) -> list:

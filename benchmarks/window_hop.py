@@ -14,8 +14,8 @@ every hop). `cost_ratio_*` divides both by the floor's (hop = window). The refer
 r, CCC) within `--keep` (0.001) of the reference's: no measurable loss, rather than the largest the acceptance
 tolerance (`--tolerance`, 0.005 RMSE) would admit, which also reports whether each hop passes it.
 
-    python benchmarks/window_hop.py --model /work/exp/final/best                      # validation curve
-    python benchmarks/window_hop.py --model /work/exp/final/best --partition test --hops 3 10
+    python benchmarks/window_hop.py --model outputs/synthetic_small/best                      # validation curve
+    python benchmarks/window_hop.py --model outputs/synthetic_small/best --partition test --hops 3 10
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def score_hop(model, by_listener, window: int, hop: int) -> dict:
 
 def main() -> None:
     p = common.parser(__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="a trained model folder, e.g. /work/exp/final/best")
+    p.add_argument("--model", required=True, help="a trained model folder, e.g. outputs/synthetic_small/best")
     p.add_argument("--dataset", default="synthetic:small")
     p.add_argument("--partition", default="validation")
     p.add_argument("--hops", type=int, nargs="+", default=None, help="default: 1 .. window")

@@ -15,7 +15,7 @@ EPS = 1e-8
 
 def agreement(mean_p, mean_t, var_p, var_t, cov, sqrt=torch.sqrt):
     """CCC and Pearson r from population moments: the one definition behind the loss (torch tensors) and the
-    evaluation scores (`dsaml.scores`, numpy with `sqrt=numpy.sqrt`). Pearson r of a constant curve is 0."""
+    evaluation scores (`dsaml.evaluation.scores`, numpy with `sqrt=numpy.sqrt`). Pearson r of a constant curve is 0."""
     ccc = 2 * cov / (var_p + var_t + (mean_p - mean_t) ** 2 + EPS)
     pcc = cov / (sqrt(var_p + EPS**2) * sqrt(var_t + EPS**2) + EPS)
     return ccc, pcc

@@ -22,7 +22,7 @@ __all__ = ["SongWindows", "StreamedSong", "StreamingPrediction", "window_starts"
 def window_starts(num_steps: int, window_steps: int, hop_steps: int | None = None) -> list[int]:
     """Start steps of `window_steps`-long windows every `hop_steps` (default: back to back), the last one flush
     with the end. A song no longer than one window gives the single start 0. Long-song inference and the
-    library's windowing of support songs (`dsaml.alignment.windows`) both cut songs here."""
+    library's windowing of support songs (`dsaml.data.alignment.windows`) both cut songs here."""
     if num_steps <= window_steps:
         return [0]
     hop = hop_steps or window_steps

@@ -111,5 +111,6 @@ def shared_data_dir() -> Path | None:
 # The fake Hub of the end-to-end round trip (`hub`), and Hub uploads recorded at the HfApi boundary (`hub_uploads`).
 from hub_fixtures import hub  # noqa: E402,F401
 from hub_mocks import hub_uploads  # noqa: E402,F401
+
 # The training tests' reference run, shared by test_train.py and test_training_stages.py (one run per session).
 from training_run import cache, run  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""The output layer refitted to the average training listener (`dsaml.average_readout`): the closed form against
+"""The output layer refitted to the average training listener (`dsaml.training.average_readout`): the closed form against
 numpy, the RMSE read from the sums against the direct one, and the fit on the tiny set's training rows."""
 
 from __future__ import annotations

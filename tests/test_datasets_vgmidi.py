@@ -247,7 +247,7 @@ def test_load_dataset_round_trip_and_tasks(built):
                                + np.float32(0.6 + 0.7) / 3, atol=1e-6)
     wave, rate = load_audio(resolve_audio(built, a["audio"]))
     assert rate == RATE and wave.size / rate >= len(a["arousal"]) / 2 and a["audio"] == "audio/A.flac"
-    # dsaml.tasks: a 1-shot task (support one piece, query the other) from the train listeners
+    # dsaml.data.tasks: a 1-shot task (support one piece, query the other) from the train listeners
     train = load_pdmer(built, "pdmer_flat", split="train", cache_dir=cache)
     groups = annotator_songs(train)
     task = TaskSampler(groups, support_songs=1, query_songs=1, tasks_per_step=2, seed=0).sample(0)[0]

@@ -32,7 +32,6 @@ from dsaml.personalization.personalize import personalize_audio
 from dsaml.utils.storage import folder_lock
 
 
-
 @pytest.fixture
 def work(setup, tmp_path, monkeypatch):
     """An empty working directory (the current one) inside a watched parent."""

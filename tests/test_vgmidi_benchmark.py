@@ -147,7 +147,7 @@ def test_table_names_the_inner_loop_the_result_used():
     """The VGMIDI table's sentence names the personalization of the run: SGD steps (results written before the
     ridge method carry no `adaptation_method`), the ridge refit, the do-no-harm rule when it was on, and the
     calibrated share when it is not the full step."""
-    import make_table
+    import accuracy_tables as make_table
 
     sgd = {"adaptation_steps": 5, "adaptation_lr": 0.1, "adapted_parameters": ["predictor.dense", "predictor.out"]}
     assert make_table.vgmidi_inner_loop(sgd) == "5 inner steps at lr 0.1 on predictor.dense, predictor.out"

@@ -155,8 +155,8 @@ def _loading_and_report_sections(card: CardInfo, report: DropReport) -> list[str
         "averaged = load_dataset(\"<this folder or repo>\", \"dmer\")\n"
         "```\n\n"
         "Audio is not decoded by `datasets` (no `Audio` feature: it would need torchcodec/FFmpeg). Read it with\n"
-        "`dsaml.audio.load_audio(dsaml.data.resolve_audio(root, row[\"audio\"]))`, where `root` is this folder\n"
-        "(`dsaml.data.dataset_root(repo_id)` downloads a Hub copy).\n"
+        "`dsaml.audio.reader.load_audio(dsaml.data.datasets.resolve_audio(root, row[\"audio\"]))`, where `root` is this folder\n"
+        "(`dsaml.data.datasets.dataset_root(repo_id)` downloads a Hub copy).\n"
     )
 
     parts.append("## Build report\n")

@@ -32,7 +32,7 @@ def ridge_settings(model, recipe: PersonalizationConfig) -> tuple[torch.Tensor, 
 
 
 def readout_inputs(model, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """`[B, S, d]`: what the output layer reads on `batch` (the ridge refits and `dsaml.average_readout` solve
+    """`[B, S, d]`: what the output layer reads on `batch` (the ridge refits and `dsaml.training.average_readout` solve
     for the layer on these)."""
     mask = batch.get("attention_mask")
     hidden = model.dsaml.encode(batch["input_features"], mask, batch.get("global_input_values"),

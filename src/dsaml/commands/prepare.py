@@ -25,7 +25,7 @@ from dsaml.datasets_scripts.vgmidi import vgmidi as vgmidi_builder
 from dsaml.datasets_scripts.vgmidi.vgmidi import build_from_args
 from dsaml.utils.hub import upload_folder
 
-logger = logging.getLogger("dsaml.prepare")
+logger = logging.getLogger("dsaml.commands.prepare")
 
 
 def _common(parser: argparse.ArgumentParser, *, source: bool) -> None:

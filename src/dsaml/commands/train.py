@@ -1,4 +1,4 @@
-"""`dsaml train` / `accelerate launch -m dsaml.train`: the command line of a training run (`dsaml.train.train`)."""
+"""`dsaml train` / `accelerate launch -m dsaml.training.loop`: the command line of a training run (`dsaml.training.loop.train`)."""
 
 from __future__ import annotations
 

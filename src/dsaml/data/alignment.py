@@ -141,7 +141,7 @@ def align_annotations(
     annotation_name: str | None = None,
     harmonic: torch.Tensor | None = None,
 ) -> AlignedSong:
-    """`dsaml.alignment.align` for an annotation read by `read_annotations`; errors name the annotation file."""
+    """`dsaml.data.alignment.align` for an annotation read by `read_annotations`; errors name the annotation file."""
     try:
         return align(
             patches, arousal=annotation["arousal"], valence=annotation["valence"],

@@ -1,4 +1,4 @@
-"""Reading dsaml dataset folders (the format `dsaml prepare` writes; see `dsaml.datasets_scripts.schema`).
+"""Reading dsaml dataset folders (the format `dsaml prepare` writes; see `dsaml.datasets_scripts.common.schema`).
 
 Training, personalization and evaluation code go through here: `dataset_root` turns a local folder, a Hub
 dataset repo id, or the special name "synthetic" into a local folder; `load_pdmer` / `load_dmer` load a

@@ -58,7 +58,7 @@ class TaskSampler:
     """Meta-batches of annotator tasks, deterministic from (seed, step).
 
     Args:
-        groups: annotator -> row indices of their songs (`dsaml.data.annotator_songs`).
+        groups: annotator -> row indices of their songs (`dsaml.data.datasets.annotator_songs`).
         support_songs, query_songs: K and Q.
         tasks_per_step: the meta-batch size. Annotators are drawn without replacement within a step (as the
             reference code does); only a meta-batch larger than the number of annotators repeats some.

@@ -27,7 +27,7 @@ COLORS = {"arousal": "#d62728", "valence": "#1f77b4"}
 
 @dataclass(frozen=True)
 class Card:
-    """One model's curves for the song: `frame` has `time_seconds`, `arousal`, `valence` (`dsaml.predict`)."""
+    """One model's curves for the song: `frame` has `time_seconds`, `arousal`, `valence` (`dsaml.inference.files`)."""
 
     who: str  # "base" or the listener's name: the card's `data-who`
     title: str

@@ -1,9 +1,9 @@
 """The work behind the demo page: its songs, the base and personal curves, the live annotation, personalizing.
 
 Nothing here knows about Gradio: the page (`dsaml.demo.page`) turns clicks into these calls and their errors into
-messages. Personalizing goes through `dsaml.commands.personalize.personalize_and_save`, the code path of
+messages. Personalizing goes through `dsaml.personalization.service.personalize_and_save`, the code path of
 `dsaml personalize` (the same checks, the same adapter files under `<adapter_dir>/<user>/`), and personal curves
-through `dsaml.adapters` (`load_personalized`, `add_user`, PEFT's `set_adapter`), as `dsaml predict` does.
+through `dsaml.personalization.adapters` (`load_personalized`, `add_user`, PEFT's `set_adapter`), as `dsaml predict` does.
 
 One base model serves every page session; a lock keeps the clicks of several browser tabs from using the model
 (and the one PEFT model that holds the listeners' adapters) at the same time.
@@ -104,7 +104,7 @@ class DemoSession:
         return song_view(song.song_id, song.title, str(song.path), cards, step_seconds=self.step_seconds, note=note)
 
     def curves(self, song: Song, user: str | None = None, report: Report = _silent):
-        """The per-step predictions (`dsaml.predict.predict_file`) of the base model or of `user`'s model."""
+        """The per-step predictions (`dsaml.inference.files.predict_file`) of the base model or of `user`'s model."""
         with self._lock:
             model = self.base if user is None else self._personal_model(user)
             key = (str(song.path), user, self._stamps.get(user))

@@ -1,16 +1,16 @@
 """The personalize-then-score protocol: ONE path for training-time validation and testing, `dsaml evaluate` and
 the benchmarks.
 
-PDMER protocol (DSAML's task construction, `dsaml.tasks.evaluation_tasks`): for every annotator of a partition,
+PDMER protocol (DSAML's task construction, `dsaml.data.tasks.evaluation_tasks`): for every annotator of a partition,
 ONE of their songs is the support (personalization), their OTHER songs are the query. The query songs are
 predicted whole (sliding windows) by the unpersonalized model ("before") and by the model personalized on every
-window of the support song ("after", `dsaml.personalize.personalize_song`, or the LoRA adapter it would save),
-and scored with `dsaml.scores.score_songs` (RMSE, Pearson r, CCC per song with population variances, averaged):
-the numbers the `evaluate` modules in `dsaml.metrics` give.
+window of the support song ("after", `dsaml.personalization.personalize.personalize_song`, or the LoRA adapter it would save),
+and scored with `dsaml.evaluation.scores.score_songs` (RMSE, Pearson r, CCC per song with population variances, averaged):
+the numbers the `evaluate` modules in `dsaml.evaluation.metrics` give.
 
 Every result comes with its reference points, scored on the same query songs: the two recalibrations of the
-unpersonalized curve fitted on the same support song (`dsaml.recalibration`: `shift`, `linear`) and, where the
-dataset knows them (`dsaml.references`), the synthetic set's `population` emotion and listener `oracle` (so that
+unpersonalized curve fitted on the same support song (`dsaml.evaluation.recalibration`: `shift`, `linear`) and, where the
+dataset knows them (`dsaml.evaluation.references`), the synthetic set's `population` emotion and listener `oracle` (so that
 `summarize` can give the share of the gap to the oracle each method closes), or VGMIDI's `crowd` (the other
 listeners' average on the query piece). A listener evaluated with several support songs
 (`evaluation_tasks(..., support_repeats=N)`) counts once: their repeats are averaged first.

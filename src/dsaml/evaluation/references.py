@@ -5,7 +5,7 @@ The synthetic set knows what a listener really hears (its generator is the groun
 hand's noise). VGMIDI knows each piece's crowd: the average of the OTHER listeners who rated the piece (the
 listener left out) is what a perfect non-personal model could know. Other datasets have none, and
 `references_for` returns None. Every reference gives `curves(songs)`: name -> one `[steps, 2]` curve per song,
-cut to the song's labelled steps like its annotation (`dsaml.evaluation.reference_points` scores them).
+cut to the song's labelled steps like its annotation (`dsaml.evaluation.protocol.reference_points` scores them).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ def summarize(results: Sequence[TaskResult], prefix: str | None = None) -> dict[
     first) of every score of every method: `before/ccc`, `after/rmse`, `shift/valence_rmse`, ...; how many
     annotators personalization improved (`annotators_rmse_improved`, `annotators_ccc_improved`) and made worse
     by more than 0.01 RMSE (`annotators_rmse_worse`); with an oracle, the share of the gap to it each method
-    closes, `gap_closed/<method>/<arousal|valence|overall>` (`dsaml.recalibration.gap_closed` of the means).
+    closes, `gap_closed/<method>/<arousal|valence|overall>` (`dsaml.evaluation.recalibration.gap_closed` of the means).
     Each key under `prefix/` when given (e.g. `validation/after/ccc`)."""
     by_annotator: dict[str, list[dict]] = {}
     for result in results:

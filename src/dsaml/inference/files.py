@@ -96,7 +96,7 @@ def predict_files(model, extractor, paths: Sequence[str | os.PathLike], *, windo
                   background: bool = True, progress=None) -> Iterator[tuple[int, object]]:
     """Predict audio files (any length, block by block): yields `(index, DataFrame)` in input order, or
     `(index, AudioError)` naming a file that cannot be used. `batch_size` None measures the window batch size
-    that pays (`dsaml.batch_size`; pass a `BatchSizeTuner` to read its choice afterwards); `background`
+    that pays (`dsaml.inference.batch_size`; pass a `BatchSizeTuner` to read its choice afterwards); `background`
     decodes in a thread ahead of the model; `progress` (a tqdm bar) is advanced by the audio seconds processed."""
     events = file_steps(paths, extractor, background=background)
     yield from _predict_steps(model, events, window_steps=window_steps, hop_steps=hop_steps, batch_size=batch_size,

@@ -89,7 +89,7 @@ def base_fingerprint(model: nn.Module) -> str:
 def save_full(result: Personalization, output_dir: str | os.PathLike, extractor: DSAMLFeatureExtractor | None = None,
               base: nn.Module | None = None, *, overwrite: bool = False) -> Path:
     """Save the whole adapted model (+ feature extractor) with `save_pretrained`, plus what was done; the
-    folder appears whole or not at all (`dsaml.storage.write_folder`), replacing one only with `overwrite`."""
+    folder appears whole or not at all (`dsaml.utils.storage.write_folder`), replacing one only with `overwrite`."""
     out = Path(output_dir)
     with write_folder(out, overwrite=overwrite, what=f"personalized model of user {result.user!r}") as tmp:
         result.model.save_pretrained(tmp)
@@ -204,7 +204,7 @@ def save_lora(base: DSAMLForDynamicEmotionRecognition, result: Personalization, 
               overwrite: bool = False) -> Path:
     """Save `result` as a PEFT LoRA adapter in `<adapters_dir>/<user>/` (adapter_config.json,
     adapter_model.safetensors, dsaml_adapter.json). The folder appears whole or not at all
-    (`dsaml.storage.write_folder`); an existing user is replaced only with `overwrite`. Returns the folder."""
+    (`dsaml.utils.storage.write_folder`); an existing user is replaced only with `overwrite`. Returns the folder."""
     folder = Path(adapters_dir) / check_user(result.user)
     check_target(folder, overwrite=overwrite, what=f"adapter of user {result.user!r}")
     peft_model, report = lora_adapter(base, result, rank=rank, full_modules=full_modules,
@@ -239,7 +239,7 @@ def known_users(adapters_dir: str | os.PathLike) -> list[str]:
     root = Path(adapters_dir)
     if not root.is_dir():
         return []
-    # hidden names are the temporary folders of writes in progress (`dsaml.storage.write_folder`)
+    # hidden names are the temporary folders of writes in progress (`dsaml.utils.storage.write_folder`)
     return sorted(p.name for p in root.iterdir()
                   if not p.name.startswith(".") and (p / "adapter_config.json").is_file())
 

@@ -55,7 +55,7 @@ def readout_statistics(model, store, rows: Sequence[int], window_steps: int) -> 
 
 def solve_average_readout(stats: dict[str, torch.Tensor], ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight [2, d], bias [2]) of the ridge fit, the intercept unpenalized, with the ridge inner loop's
-    scale-free penalty (`dsaml.adaptation.ridge_penalty`)."""
+    scale-free penalty (`dsaml.adaptation.ridge.ridge_penalty`)."""
     n = stats["n"].clamp_min(1.0)
     x_mean, y_mean = stats["x"] / n, stats["y"] / n
     gram = stats["xx"] - n * torch.outer(x_mean, x_mean)

@@ -6,11 +6,11 @@ listener's offset on one piece does not carry over to the next (README), on the 
 So after training, for every validation task (support song, query songs), the query predictions of the base
 model `b` and of the personalized model `f` (the inner loop as meta-trained)
 are blended, `b + a * (f - b)`, for each share `a` of `SHARE_GRID`; the share with the lowest mean over
-listeners of their query RMSE (a listener's tasks averaged first, as `dsaml.evaluation.summarize` does) is kept
+listeners of their query RMSE (a listener's tasks averaged first, as `dsaml.evaluation.summary.summarize` does) is kept
 per dimension. a = 0 is the unpersonalized model, a = 1 the inner loop as meta-trained.
 
 When the inner loop adapts only the predictor's linear read-out, the blend of the curves is the curve of the
-blended weights (`dsaml.shrinkage.fold_per_dimension`), so two predictions per task give every share exactly,
+blended weights (`dsaml.personalization.shrinkage.fold_per_dimension`), so two predictions per task give every share exactly,
 one per dimension. Any other adapted set gets one share for both dimensions, each share scored by predicting
 with the blended weights.
 
@@ -46,7 +46,7 @@ ShareErrors = tuple[str, np.ndarray, bool]
 def blended_rmse(base: Sequence[np.ndarray], adapted: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                  shares: Sequence[float] = SHARE_GRID) -> np.ndarray:
     """[len(shares), 2]: the per-song RMSE of `base + a * (adapted - base)`, averaged over songs (as
-    `dsaml.scores.score_songs`), exactly: per song and dimension the mean squared error is a quadratic in a."""
+    `dsaml.evaluation.scores.score_songs`), exactly: per song and dimension the mean squared error is a quadratic in a."""
     a = np.asarray(shares, dtype=np.float64)[:, None]
     total = np.zeros((a.shape[0], 2))
     for b, f, y in zip(base, adapted, labels):

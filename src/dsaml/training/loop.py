@@ -1,11 +1,11 @@
-"""`dsaml train` / `accelerate launch -m dsaml.train`: DSAML meta-training over annotator tasks.
+"""`dsaml train` / `accelerate launch -m dsaml.training.loop`: DSAML meta-training over annotator tasks.
 
     dsaml train --config synthetic_small                       # the embedded default, a few minutes on a CPU
-    accelerate launch --multi_gpu --num_processes 2 -m dsaml.train --config deam_pdmer --dataset data/deam
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m dsaml.train --config synthetic_small
+    accelerate launch --multi_gpu --num_processes 2 -m dsaml.training.loop --config deam_pdmer --dataset data/deam
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m dsaml.training.loop --config synthetic_small
 
 Each outer step draws a meta-batch of annotator tasks (a pure function of seed and step), gives every process
-an equal disjoint share, computes the local mean meta-gradient functionally (`dsaml.meta`), averages it across
+an equal disjoint share, computes the local mean meta-gradient functionally (`dsaml.training.meta`), averages it across
 processes with `accelerator.reduce` and takes one Adam step. The model is not wrapped in DDP: nothing in the
 inner loop touches `.grad`, and the one explicit all-reduce is the whole synchronization.
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dsaml.utils.files import atomic_write_text
 
-logger = logging.getLogger("dsaml.train")
+logger = logging.getLogger("dsaml.training.loop")
 
 __all__ = ["MetricsLog"]
 

@@ -18,7 +18,7 @@ from dsaml.training.metrics_log import MetricsLog
 from dsaml.training.model_setup import build_model, parameter_groups
 from dsaml.training.run_data import TrainingData
 
-logger = logging.getLogger("dsaml.train")
+logger = logging.getLogger("dsaml.training.loop")
 
 __all__ = ["Run", "evaluate", "setup"]
 
@@ -44,7 +44,7 @@ class Run:
     accelerator: object
     model: torch.nn.Module
     extractor: object
-    data: object  # dsaml.training_data.TrainingData
+    data: object  # dsaml.training.run_data.TrainingData
     optimizer: torch.optim.Optimizer
     state: dict  # step, best_score, best_step, sampler: what a checkpoint restores
     log: MetricsLog

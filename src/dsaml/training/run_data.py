@@ -17,7 +17,7 @@ from dsaml.data.tasks import REPORT_SUPPORT_REPEATS, Task, TaskSampler, evaluati
 from dsaml.evaluation.references import references_for
 from dsaml.training.arguments import TrainingArguments
 
-logger = logging.getLogger("dsaml.train")
+logger = logging.getLogger("dsaml.training.loop")
 
 
 class TrainingData:

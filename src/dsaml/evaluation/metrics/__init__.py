@@ -1,7 +1,7 @@
 """`evaluate` metric modules for dynamic emotion curves, shipped inside the package and loaded offline by path.
 
 `load("emotion_ccc")` == `evaluate.load(<this folder>/emotion_ccc/emotion_ccc.py)`. Modules: `dmer_scores` (all
-scores), `emotion_rmse`, `emotion_pearson`, `emotion_ccc`; all wrap `dsaml.scores.score_songs`.
+scores), `emotion_rmse`, `emotion_pearson`, `emotion_ccc`; all wrap `dsaml.evaluation.scores.score_songs`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The body every dsaml `evaluate` metric module shares: inputs (one song = a list of [arousal, valence] steps),
-citation, and `_compute` through `dsaml.scores.score_songs` (the single implementation, also used by training
+citation, and `_compute` through `dsaml.evaluation.scores.score_songs` (the single implementation, also used by training
 and `dsaml evaluate`: per (song, dimension) with POPULATION variances, then averaged over songs).
 
 A module defines only its description and `keys` (the scores it returns; None = all of them).

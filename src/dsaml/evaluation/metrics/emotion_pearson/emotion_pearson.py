@@ -1,7 +1,7 @@
 """Emotion Pearson r: Pearson correlation (population statistics) of dynamic arousal/valence curves, per song then averaged.
 
-An `evaluate` module over `dsaml.metrics.song_scores` (inputs, citation and `dsaml.scores.score_songs`, the
-single implementation). Load offline by path: `dsaml.metrics.load("emotion_pearson")`.
+An `evaluate` module over `dsaml.evaluation.metrics.song_scores` (inputs, citation and `dsaml.evaluation.scores.score_songs`, the
+single implementation). Load offline by path: `dsaml.evaluation.metrics.load("emotion_pearson")`.
 """
 
 import evaluate
