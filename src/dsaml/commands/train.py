@@ -1,4 +1,4 @@
-"""`dsaml train` / `accelerate launch -m dsaml.training.loop`: the command line of a training run (`dsaml.training.loop.train`)."""
+"""`dsaml train` / `accelerate launch -m dsaml.cli train`: the command line of a training run (`dsaml.training.loop.train`)."""
 
 from __future__ import annotations
 

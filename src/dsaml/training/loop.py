@@ -1,8 +1,8 @@
-"""`dsaml train` / `accelerate launch -m dsaml.training.loop`: DSAML meta-training over annotator tasks.
+"""`dsaml train` / `accelerate launch -m dsaml.cli train`: DSAML meta-training over annotator tasks.
 
     dsaml train --config synthetic_small                       # the embedded default, a few minutes on a CPU
-    accelerate launch --multi_gpu --num_processes 2 -m dsaml.training.loop --config deam_pdmer --dataset data/deam
-    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m dsaml.training.loop --config synthetic_small
+    accelerate launch --multi_gpu --num_processes 2 -m dsaml.cli train --config deam_pdmer --dataset data/deam
+    ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 -m dsaml.cli train --config synthetic_small
 
 Each outer step draws a meta-batch of annotator tasks (a pure function of seed and step), gives every process
 an equal disjoint share, computes the local mean meta-gradient functionally (`dsaml.training.meta`), averages it across
